@@ -1,0 +1,132 @@
+// Package config is tlsedge's configuration model: one set of plain structs
+// that both spellings — command-line flags (--app ...) and the YAML file —
+// parse into, the validation that names the app, field and bad value of every
+// error, and the printing of the effective configuration.
+//
+// The structs are plain data. Zero values mean "the default"; the resolved
+// defaults are filled in by (*Config).Normalize so that `tlsedge check` can
+// print exactly what will run. Once handed to the server a Config is never
+// mutated again: a reload builds a new one.
+package config
+
+import "time"
+
+// Defaults shared by the flag parser, the file loader and the documentation.
+const (
+	DefaultListen      = ":443"
+	DefaultHTTPListen  = ":80"
+	DefaultStickyName  = "tlsedge_sticky"
+	DefaultAccessLog   = "stdout"
+	DefaultLogLevel    = "info"
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultResponseHeaderTimeout bounds how long a backend may think before
+	// it sends response headers; streaming bodies after that are not bounded.
+	DefaultResponseHeaderTimeout = 60 * time.Second
+	DefaultIdleConnTimeout       = 90 * time.Second
+	// Off disables a listener or a log ("--http-listen off").
+	Off = "off"
+)
+
+// Config is the whole configuration of one tlsedge process.
+type Config struct {
+	// Listen is the TLS listener address (default ":443").
+	Listen string `yaml:"listen,omitempty"`
+	// HTTPListen is the plain-HTTP listener that redirects to HTTPS
+	// (default ":80"; "off" disables it).
+	HTTPListen string `yaml:"http_listen,omitempty"`
+	// StateDir holds generated state: the local CA, sticky keys.
+	// Default: $XDG_STATE_HOME/tlsedge, or /var/lib/tlsedge for root.
+	StateDir string `yaml:"state_dir,omitempty"`
+	// StickyKeyFile holds the sticky-cookie keys, one per line, the first
+	// signs. Default: <state_dir>/sticky.keys, generated once.
+	StickyKeyFile string `yaml:"sticky_key_file,omitempty"`
+
+	TLS      TLS      `yaml:"tls,omitempty"`
+	Upstream Upstream `yaml:"upstream,omitempty"`
+	Log      Log      `yaml:"log,omitempty"`
+	Apps     []App    `yaml:"apps"`
+}
+
+// TLS says where certificates come from. With neither Certs nor CertDir,
+// the local CA issues certificates for every configured host.
+type TLS struct {
+	Certs   []CertPair `yaml:"certs,omitempty"`
+	CertDir string     `yaml:"cert_dir,omitempty"`
+}
+
+// CertPair is one PEM certificate chain and its key.
+type CertPair struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Upstream holds the connection settings shared by every backend pool.
+type Upstream struct {
+	DialTimeout           Duration `yaml:"dial_timeout,omitempty"`
+	ResponseHeaderTimeout Duration `yaml:"response_header_timeout,omitempty"`
+	IdleConnTimeout       Duration `yaml:"idle_conn_timeout,omitempty"`
+}
+
+// Log configures the process log and the access log.
+type Log struct {
+	// Level: debug, info, warn, error (default info).
+	Level string `yaml:"level,omitempty"`
+	// Format: text, json, or "" for text on a terminal and JSON otherwise.
+	Format string `yaml:"format,omitempty"`
+	// AccessLog: a file path, "stdout", or "off" (default stdout).
+	AccessLog string `yaml:"access_log,omitempty"`
+}
+
+// App is one site: the hosts and path prefix it answers, and its backends.
+// Every field is also an --app option of the same name (see options.go).
+type App struct {
+	// Name identifies the app in logs and errors (default: HOST[/PATH]).
+	Name string `yaml:"name,omitempty"`
+	// Hosts are exact names or "*.example.com" wildcards (one label).
+	Hosts []string `yaml:"hosts"`
+	// Path is a path prefix matched on segment boundaries (default "/").
+	Path     string    `yaml:"path,omitempty"`
+	Backends []Backend `yaml:"backends"`
+	// Sticky turns on cookie affinity; nil means off.
+	Sticky *Sticky `yaml:"sticky,omitempty"`
+	// StickyMaxAge ends a sticky session this long after it began.
+	StickyMaxAge Duration `yaml:"sticky_max_age,omitempty"`
+	// StickyIdle ends a sticky session after this long without a request.
+	StickyIdle Duration `yaml:"sticky_idle,omitempty"`
+}
+
+// Backend is one origin server of an app. In both spellings it may be
+// written "host:port" or "host:port*WEIGHT".
+type Backend struct {
+	Addr   string `yaml:"addr"`
+	Weight int    `yaml:"weight,omitempty"`
+	// ID names the backend in sticky cookies. Default: derived from the
+	// address, so every instance with the same configuration agrees.
+	ID string `yaml:"id,omitempty"`
+}
+
+// Sticky is cookie affinity. In the file, "sticky: true" or
+// "sticky: COOKIENAME" (or the mapping form {cookie: NAME}).
+type Sticky struct {
+	Cookie string `yaml:"cookie,omitempty"`
+}
+
+// Route is the host and path an app answers, as written on the command line.
+func (a *App) Route() string {
+	host := ""
+	if len(a.Hosts) > 0 {
+		host = a.Hosts[0]
+	}
+	if a.Path == "" || a.Path == "/" {
+		return host
+	}
+	return host + a.Path
+}
+
+// CookieName is the sticky cookie's name (the default when unset).
+func (s *Sticky) CookieName() string {
+	if s == nil || s.Cookie == "" {
+		return DefaultStickyName
+	}
+	return s.Cookie
+}
