@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/tlsedge"
+)
+
+// runCheck validates the configuration completely (certificate files and
+// keys included), prints the effective configuration on stdout and a
+// summary on stderr. It starts nothing and writes nothing.
+func runCheck(cfg *config.Config, stdout, stderr io.Writer) int {
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "tlsedge: invalid configuration:\n%v\n", indent(err))
+		return exitUsage
+	}
+	log := logrus.New()
+	log.Out = io.Discard
+	report, err := tlsedge.Check(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "tlsedge: invalid configuration:\n%v\n", indent(err))
+		return exitUsage
+	}
+	out, err := cfg.Marshal()
+	if err != nil {
+		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "# effective configuration\n%s", out)
+	for _, line := range report {
+		fmt.Fprintf(stderr, "%s\n", line)
+	}
+	fmt.Fprintf(stderr, "configuration OK: %d app(s)\n", len(cfg.Apps))
+	return exitOK
+}
+
+// indent puts every line of a (joined) error under a dash.
+func indent(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = "  - " + l
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tlsedge/tlsedge/config"
+)
+
+// flagValues are the raw command-line values; apply turns them into the
+// one configuration model, over whatever the file said.
+type flagValues struct {
+	configFile    string
+	apps          []string
+	listen        string
+	httpListen    string
+	certs         []string
+	keys          []string
+	certDir       string
+	stateDir      string
+	stickyKeyFile string
+	logLevel      string
+	logFormat     string
+	accessLog     string
+	help          bool
+}
+
+// newFlagSet declares every flag of run and check. The README's flag
+// reference is checked against this set by a test, so add a flag here and
+// there together.
+func newFlagSet(name string, v *flagValues) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.StringVarP(&v.configFile, "config", "c", "", "YAML configuration `FILE`; flags override it")
+	// StringArray, not StringSlice: an --app value contains commas.
+	fs.StringArrayVarP(&v.apps, "app", "a", nil, "an app: `HOST[/PATH]=BACKEND[*WEIGHT][,BACKEND...][;OPTION...]` (repeatable)")
+	fs.StringVar(&v.listen, "listen", "", "HTTPS listen `ADDRESS` (default \""+config.DefaultListen+"\")")
+	fs.StringVar(&v.httpListen, "http-listen", "", "plain-HTTP listen `ADDRESS` that redirects to HTTPS, or \"off\" (default \""+config.DefaultHTTPListen+"\")")
+	fs.StringArrayVar(&v.certs, "cert", nil, "PEM certificate chain `FILE` (repeatable, pairs with --key in order)")
+	fs.StringArrayVar(&v.keys, "key", nil, "PEM private key `FILE` (repeatable, pairs with --cert in order)")
+	fs.StringVar(&v.certDir, "cert-dir", "", "`DIR` of certificates: NAME.crt + NAME.key, or cert and key in one NAME.pem")
+	fs.StringVar(&v.stateDir, "state-dir", "", "`DIR` for generated state: local CA, sticky keys (default $XDG_STATE_HOME/tlsedge, /var/lib/tlsedge for root)")
+	fs.StringVar(&v.stickyKeyFile, "sticky-key-file", "", "sticky-cookie keys `FILE`, one per line, the first signs (default STATE_DIR/sticky.keys, generated once)")
+	fs.StringVar(&v.logLevel, "log-level", "", "`LEVEL`: debug, info, warn, error (default info)")
+	fs.StringVar(&v.logFormat, "log-format", "", "`FORMAT`: text or json (default: text on a terminal, json otherwise)")
+	fs.StringVar(&v.accessLog, "access-log", "", "access log: a `FILE`, stdout or off (default stdout)")
+	fs.BoolVarP(&v.help, "help", "h", false, "show this help")
+	return fs
+}
+
+// loadConfig builds the effective configuration: the file (if any), then
+// every flag that was given, then defaults. It does not validate.
+func loadConfig(fs *pflag.FlagSet, v *flagValues, getenv func(string) string, uid int) (*config.Config, error) {
+	cfg := &config.Config{}
+	if v.configFile != "" {
+		c, err := config.Load(v.configFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	}
+	set := func(name string, dst *string, val string) {
+		if fs.Changed(name) {
+			*dst = val
+		}
+	}
+	set("listen", &cfg.Listen, v.listen)
+	set("http-listen", &cfg.HTTPListen, v.httpListen)
+	set("cert-dir", &cfg.TLS.CertDir, v.certDir)
+	set("state-dir", &cfg.StateDir, v.stateDir)
+	set("sticky-key-file", &cfg.StickyKeyFile, v.stickyKeyFile)
+	set("log-level", &cfg.Log.Level, v.logLevel)
+	set("log-format", &cfg.Log.Format, v.logFormat)
+	set("access-log", &cfg.Log.AccessLog, v.accessLog)
+
+	if fs.Changed("cert") || fs.Changed("key") {
+		if len(v.certs) != len(v.keys) {
+			return nil, &config.FieldError{Field: "--cert/--key", Value: fmt.Sprintf("%d certs, %d keys", len(v.certs), len(v.keys)),
+				Err: fmt.Errorf("give one --key for every --cert, in the same order")}
+		}
+		cfg.TLS.Certs = nil // flags replace the file's list
+		for i := range v.certs {
+			cfg.TLS.Certs = append(cfg.TLS.Certs, config.CertPair{Cert: v.certs[i], Key: v.keys[i]})
+		}
+	}
+	// An --app replaces the file's app for the same host and path, and
+	// adds itself otherwise.
+	for _, spec := range v.apps {
+		app, err := config.ParseApp(spec)
+		if err != nil {
+			return nil, err
+		}
+		replaced := false
+		for i := range cfg.Apps {
+			if sameRoute(&cfg.Apps[i], &app) {
+				cfg.Apps[i], replaced = app, true
+				break
+			}
+		}
+		if !replaced {
+			cfg.Apps = append(cfg.Apps, app)
+		}
+	}
+	cfg.Normalize(config.DefaultStateDir(getenv, uid))
+	return cfg, nil
+}
+
+func sameRoute(a, b *config.App) bool {
+	norm := func(p string) string {
+		if p == "" {
+			return "/"
+		}
+		return p
+	}
+	if norm(a.Path) != norm(b.Path) {
+		return false
+	}
+	for _, h := range a.Hosts {
+		for _, g := range b.Hosts {
+			if strings.EqualFold(h, g) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+const usageHead = `tlsedge — a TLS-terminating edge gateway: HTTPS in front of sticky backend pools.
+
+Usage:
+  tlsedge [run] [FLAGS]        serve (the default command)
+  tlsedge demo                 try it: local CA, three demo backends, https://localhost:8443/
+  tlsedge check [FLAGS]        validate flags and/or --config, print the effective configuration
+  tlsedge trust [FLAGS]        print the local CA root and how to make clients trust it
+  tlsedge version              print the version
+
+Examples:
+  # Try it, no setup, no root:
+  tlsedge demo
+
+  # One sticky app on port 443, certificates from the built-in local CA:
+  tlsedge --app 'shop.example.com=10.0.0.5:8080,10.0.0.6:8080*2;sticky'
+
+  # Your own certificates (chosen by SNI; reloaded when the files change):
+  tlsedge --app 'shop.example.com=10.0.0.5:8080;sticky' \
+          --cert /etc/tlsedge/shop.crt --key /etc/tlsedge/shop.key
+
+  # Several apps by host and path, certificates from a folder:
+  tlsedge --app 'shop.example.com=10.0.0.5:8080,10.0.0.6:8080*2;sticky' \
+          --app 'example.com/api=10.0.0.7:9000' --cert-dir /etc/tlsedge/certs
+
+  # Sessions that end after 30 idle minutes or 12 hours at most:
+  tlsedge --app 'shop.example.com=10.0.0.5:8080,10.0.0.6:8080;sticky=SHOPID;sticky_idle=30m;sticky_max_age=12h'
+
+  # A configuration file, checked before use:
+  tlsedge check --config /etc/tlsedge/tlsedge.yaml
+  tlsedge --config /etc/tlsedge/tlsedge.yaml
+
+Flags:
+`
+
+func printUsage(w io.Writer, fs *pflag.FlagSet) {
+	fmt.Fprint(w, usageHead)
+	fmt.Fprint(w, fs.FlagUsages())
+	fmt.Fprint(w, "\n--app options (each is also the field of the same name in the config file):\n")
+	for _, l := range config.AppOptionUsage() {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+}
+
+func defaultEnv() (func(string) string, int) { return os.Getenv, os.Getuid() }

@@ -1,0 +1,105 @@
+// Command tlsedge is a TLS-terminating edge gateway: HTTPS with automatic
+// certificates in front of sticky pools of HTTP backends.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/spf13/pflag"
+)
+
+// Exit codes: 0 fine, 1 failed while running, 2 bad usage or configuration
+// (nothing was started).
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+// version is set at build time with -ldflags "-X main.version=...";
+// otherwise the module version or VCS revision is shown.
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(runMain(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// runMain dispatches to a subcommand and returns the exit code.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 {
+		switch args[0] {
+		case "run", "demo", "check", "trust", "version", "help":
+			cmd, args = args[0], args[1:]
+		}
+	}
+	switch cmd {
+	case "version":
+		fmt.Fprintln(stdout, "tlsedge", versionString())
+		return exitOK
+	case "help":
+		var v flagValues
+		printUsage(stdout, newFlagSet("tlsedge", &v))
+		return exitOK
+	case "demo":
+		return runDemo(ctx, args, stdout, stderr)
+	}
+	var v flagValues
+	fs := newFlagSet("tlsedge "+cmd, &v)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			printUsage(stdout, fs)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "tlsedge: %v\nRun 'tlsedge --help' for usage.\n", err)
+		return exitUsage
+	}
+	if v.help {
+		printUsage(stdout, fs)
+		return exitOK
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "tlsedge: unexpected argument %q (an app is given with --app)\nRun 'tlsedge --help' for usage.\n", fs.Arg(0))
+		return exitUsage
+	}
+	getenv, uid := defaultEnv()
+	cfg, err := loadConfig(fs, &v, getenv, uid)
+	if err != nil {
+		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
+		return exitUsage
+	}
+	switch cmd {
+	case "check":
+		return runCheck(cfg, stdout, stderr)
+	case "trust":
+		return runTrust(cfg, stdout, stderr)
+	}
+	return runServe(ctx, cfg, stdout, stderr)
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v + " " + bi.GoVersion
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/tlsedge"
+)
+
+// runServe validates, compiles, listens and serves until ctx ends.
+func runServe(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) int {
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "tlsedge: invalid configuration:\n%v\n", indent(err))
+		return exitUsage
+	}
+	log := newLogger(cfg.Log, stderr)
+	access, closeAccess, err := openAccessLog(cfg.Log.AccessLog, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "tlsedge: log.access_log %q: %v\n", cfg.Log.AccessLog, err)
+		return exitUsage
+	}
+	defer closeAccess()
+	srv, err := tlsedge.New(cfg, tlsedge.Options{Log: log, AccessLog: access, AccessJSON: cfg.Log.Format == "json"})
+	if err != nil {
+		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
+		return exitUsage
+	}
+	if err := srv.Listen(); err != nil {
+		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
+		return exitFailed
+	}
+	if err := srv.Serve(ctx); err != nil {
+		log.WithError(err).Error("server stopped")
+		return exitFailed
+	}
+	return exitOK
+}
+
+// newLogger builds the process logger: text on a terminal, JSON otherwise,
+// unless the configuration says which.
+func newLogger(c config.Log, out io.Writer) *logrus.Logger {
+	log := logrus.New()
+	log.Out = out
+	lvl, err := logrus.ParseLevel(c.Level)
+	if err != nil {
+		lvl = logrus.InfoLevel // Validate has rejected bad levels already
+	}
+	log.SetLevel(lvl)
+	format := c.Format
+	if format == "" {
+		format = "json"
+		if isTerminal(out) {
+			format = "text"
+		}
+	}
+	if format == "json" {
+		log.Formatter = &logrus.JSONFormatter{}
+	} else {
+		log.Formatter = &logrus.TextFormatter{FullTimestamp: true}
+	}
+	return log
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// openAccessLog resolves the access_log setting to a writer.
+func openAccessLog(where string, stdout io.Writer) (io.Writer, func(), error) {
+	switch where {
+	case config.Off:
+		return nil, func() {}, nil
+	case "stdout", "":
+		return stdout, func() {}, nil
+	case "stderr":
+		return os.Stderr, func() {}, nil
+	}
+	f, err := os.OpenFile(where, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}

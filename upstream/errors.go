@@ -1,0 +1,94 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+)
+
+// ErrNoBackend means no backend of the pool could be tried: all are in a
+// passive backoff window (or were already tried by this request).
+var ErrNoBackend = errors.New("upstream: no backend available")
+
+// DialError is a failed connect to a backend. Nothing of the request was
+// sent, so the request may be retried on another backend.
+type DialError struct {
+	Addr string // host:port dialled
+	Err  error  // the net.Dialer error
+}
+
+// Error reads "upstream: connect to backend: dial tcp 10.0.0.1:80: connect:
+// connection refused"; the net.OpError already names the address.
+func (e *DialError) Error() string { return "upstream: connect to backend: " + e.Err.Error() }
+
+func (e *DialError) Unwrap() error { return e.Err }
+
+// Timeout reports whether the connect timed out, so that a DialError is a
+// net.Error like the error it wraps.
+func (e *DialError) Timeout() bool {
+	var ne net.Error
+	return errors.As(e.Err, &ne) && ne.Timeout()
+}
+
+// StatusCode maps an error of the forwarding path to the status the client
+// gets. It is the only place that does, so error pages, access logs and
+// metrics agree:
+//
+//   - 503 Service Unavailable when no backend could be tried (ErrNoBackend):
+//     the service is known to be down, the client may come back later.
+//   - 504 Gateway Timeout when a backend did not connect or answer in time
+//     (dial timeout, response header timeout, a deadline).
+//   - 502 Bad Gateway for everything else: refused or reset connections,
+//     malformed responses.
+func StatusCode(err error) int {
+	if errors.Is(err, ErrNoBackend) {
+		return http.StatusServiceUnavailable
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusGatewayTimeout
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+// errorPages holds the bodies written for proxy errors, built once. They say
+// what the status says and nothing else: no backend names, addresses or Go
+// error strings reach the client (those go to the log).
+type errorPages map[int][]byte
+
+func newErrorPages() errorPages {
+	pages := make(errorPages)
+	for code, msg := range map[int]string{
+		http.StatusBadGateway:         "The server could not get a valid response from the application.",
+		http.StatusServiceUnavailable: "The application is temporarily unavailable.",
+		http.StatusGatewayTimeout:     "The application did not respond in time.",
+	} {
+		title := strconv.Itoa(code) + " " + http.StatusText(code)
+		pages[code] = fmt.Appendf(nil, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title></head>\n"+
+			"<body><h1>%s</h1><p>%s Please try again later.</p></body></html>\n", title, title, msg)
+	}
+	return pages
+}
+
+// write sends the page for code; codes without a page get the 502 page.
+func (pages errorPages) write(w http.ResponseWriter, code int) {
+	body, ok := pages[code]
+	if !ok {
+		code, body = http.StatusBadGateway, pages[http.StatusBadGateway]
+	}
+	// Headers that filters set before the proxy (HSTS, security headers)
+	// stay; the backend's headers never got here.
+	h := w.Header()
+	h["Content-Type"] = []string{"text/html; charset=utf-8"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["Cache-Control"] = []string{"no-store"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	w.WriteHeader(code)
+	_, _ = w.Write(body) // the client may be gone; nothing left to do
+}

@@ -1,0 +1,245 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Defaults of PoolConfig; see the field docs for the reasoning.
+const (
+	DefaultDialTimeout           = 5 * time.Second
+	DefaultResponseHeaderTimeout = 60 * time.Second
+	DefaultIdleConnTimeout       = 90 * time.Second
+	DefaultMaxIdleConnsPerHost   = 256
+)
+
+// Transport buffer sizes. Bodies bypass these buffers (bufio reads and writes
+// of 32 KiB chunks go straight to the socket when the buffer is empty), so
+// they only hold headers: 8 KiB fits a response header block with a few large
+// cookies in one read, and an idle connection costs 16 KiB.
+const (
+	transportReadBuffer  = 8 << 10
+	transportWriteBuffer = 8 << 10
+	// maxResponseHeaderBytes caps what a backend may send as headers; the
+	// net/http default (10 MiB) lets one broken backend pin that much per
+	// request.
+	maxResponseHeaderBytes = 1 << 20
+)
+
+// PoolConfig describes one pool of backends. The zero value of every duration
+// and limit means its default. NewPool copies what it needs; the caller keeps
+// ownership of the struct and of the Backends slice.
+type PoolConfig struct {
+	// Backends of the pool, in configuration order. At least one.
+	Backends []BackendConfig
+
+	// DialTimeout bounds a TCP connect to a backend. Default 5s: a backend on
+	// the same network answers a SYN in milliseconds; past a few seconds it is
+	// gone, and the request is better served by the next backend.
+	DialTimeout time.Duration
+
+	// ResponseHeaderTimeout bounds the time from the end of writing the
+	// request to the response headers. Default 60s, nginx's
+	// proxy_read_timeout: long enough for slow reports, short enough that a
+	// hung backend does not hold client connections forever. It does not
+	// bound streaming bodies or upgraded connections.
+	ResponseHeaderTimeout time.Duration
+
+	// IdleConnTimeout closes keep-alive connections unused this long.
+	// Default 90s, net/http's: shorter than common backend keep-alive
+	// timeouts would churn connections, longer risks reusing a connection the
+	// backend has just closed (the transport then retries only requests that
+	// are safe to replay).
+	IdleConnTimeout time.Duration
+
+	// MaxIdleConnsPerHost is the number of idle keep-alive connections kept
+	// per backend. Default 256. The net/http default of 2 is made for
+	// clients: behind a proxy every burst above 2 concurrent requests would
+	// close its extra connections afterwards, and the next burst would dial
+	// them again, leaving thousands of sockets in TIME_WAIT on our side. The
+	// idle pool should cover the usual concurrency per backend; 256 idle
+	// connections cost 256 descriptors and 4 MiB of buffers per backend, and
+	// IdleConnTimeout returns them when traffic drops.
+	MaxIdleConnsPerHost int
+}
+
+func (c *PoolConfig) dialTimeout() time.Duration {
+	if c.DialTimeout > 0 {
+		return c.DialTimeout
+	}
+	return DefaultDialTimeout
+}
+
+func (c *PoolConfig) responseHeaderTimeout() time.Duration {
+	if c.ResponseHeaderTimeout > 0 {
+		return c.ResponseHeaderTimeout
+	}
+	return DefaultResponseHeaderTimeout
+}
+
+func (c *PoolConfig) idleConnTimeout() time.Duration {
+	if c.IdleConnTimeout > 0 {
+		return c.IdleConnTimeout
+	}
+	return DefaultIdleConnTimeout
+}
+
+func (c *PoolConfig) maxIdleConnsPerHost() int {
+	if c.MaxIdleConnsPerHost > 0 {
+		return c.MaxIdleConnsPerHost
+	}
+	return DefaultMaxIdleConnsPerHost
+}
+
+// Pool is an immutable set of backends with their weights, a balancer and
+// one shared HTTP transport (which keeps a keep-alive pool per backend
+// address). A reload builds a new Pool; backend state carries over through
+// the Registry.
+type Pool struct {
+	cfg       PoolConfig // defaults resolved, Backends copied
+	backends  []*Backend
+	index     map[*Backend]int // membership check for sticky hints
+	byID      map[string]*Backend
+	balancer  Balancer
+	transport *http.Transport
+}
+
+// NewPool validates cfg and builds the pool. Backend state comes from reg, so
+// a backend that keeps its ID and Addr across a reload keeps its health and
+// counters; a nil reg gives the pool private state.
+func NewPool(cfg PoolConfig, reg *Registry) (*Pool, error) {
+	if len(cfg.Backends) == 0 {
+		return nil, errors.New("upstream: pool has no backends")
+	}
+	if cfg.DialTimeout < 0 || cfg.ResponseHeaderTimeout < 0 || cfg.IdleConnTimeout < 0 || cfg.MaxIdleConnsPerHost < 0 {
+		return nil, errors.New("upstream: pool timeouts and limits must not be negative")
+	}
+	if reg == nil {
+		reg = NewRegistry()
+	}
+	p := &Pool{
+		cfg:      cfg,
+		backends: make([]*Backend, len(cfg.Backends)),
+		index:    make(map[*Backend]int, len(cfg.Backends)),
+		byID:     make(map[string]*Backend, len(cfg.Backends)),
+	}
+	p.cfg.Backends = make([]BackendConfig, len(cfg.Backends))
+	weights := make([]int, len(cfg.Backends))
+	for i, bc := range cfg.Backends {
+		if err := validateAddr(bc.Addr); err != nil {
+			return nil, fmt.Errorf("upstream: backend %d: %w", i+1, err)
+		}
+		if bc.ID == "" {
+			bc.ID = bc.Addr
+		}
+		if bc.Weight == 0 {
+			bc.Weight = 1
+		}
+		if bc.Weight < 1 || bc.Weight > MaxWeight {
+			return nil, fmt.Errorf("upstream: backend %q: weight %d out of range 1..%d", bc.ID, bc.Weight, MaxWeight)
+		}
+		if _, dup := p.byID[bc.ID]; dup {
+			return nil, fmt.Errorf("upstream: backend id %q used twice in one pool", bc.ID)
+		}
+		b := reg.Backend(bc.ID, bc.Addr)
+		p.cfg.Backends[i] = bc
+		p.backends[i] = b
+		p.index[b] = i
+		p.byID[bc.ID] = b
+		weights[i] = bc.Weight
+	}
+	bal, err := NewSWRR(p.backends, weights)
+	if err != nil {
+		return nil, err
+	}
+	p.balancer = bal
+	p.cfg.DialTimeout = cfg.dialTimeout()
+	p.cfg.ResponseHeaderTimeout = cfg.responseHeaderTimeout()
+	p.cfg.IdleConnTimeout = cfg.idleConnTimeout()
+	p.cfg.MaxIdleConnsPerHost = cfg.maxIdleConnsPerHost()
+	p.transport = newTransport(&p.cfg)
+	return p, nil
+}
+
+// validateAddr accepts host:port with a numeric port; the host may be a name
+// (resolved at dial time) or an IP literal.
+func validateAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", addr, err)
+	}
+	if host == "" {
+		return fmt.Errorf("address %q: missing host", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("address %q: port must be 1..65535", addr)
+	}
+	return nil
+}
+
+// newTransport builds the pool's one transport. Its connection cache is keyed
+// by backend address, so this is one keep-alive pool per backend.
+func newTransport(cfg *PoolConfig) *http.Transport {
+	d := &net.Dialer{Timeout: cfg.dialTimeout()}
+	return &http.Transport{
+		// Never the environment's HTTP_PROXY: backends are dialled directly.
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				// Typed so the proxy knows for certain that nothing was
+				// sent and the request may go to another backend.
+				return nil, &DialError{Addr: addr, Err: err}
+			}
+			return c, nil
+		},
+		// The client's Accept-Encoding goes to the backend unchanged and the
+		// response comes back as sent; decompressing here would only cost CPU.
+		DisableCompression:     true,
+		MaxIdleConns:           0, // no global cap; per-backend below
+		MaxIdleConnsPerHost:    cfg.maxIdleConnsPerHost(),
+		IdleConnTimeout:        cfg.idleConnTimeout(),
+		ResponseHeaderTimeout:  cfg.responseHeaderTimeout(),
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		ReadBufferSize:         transportReadBuffer,
+		WriteBufferSize:        transportWriteBuffer,
+		// Plain HTTP/1.1 to backends for now; h2c and TLS come with their
+		// own transports.
+		ForceAttemptHTTP2: false,
+	}
+}
+
+// Backend returns the backend with the given ID, or nil if the pool has none.
+func (p *Pool) Backend(id string) *Backend { return p.byID[id] }
+
+// Backends returns the pool's backends in configuration order. The slice is
+// a copy; the backends are shared.
+func (p *Pool) Backends() []*Backend { return append([]*Backend(nil), p.backends...) }
+
+// Config returns the pool's configuration with defaults resolved and empty
+// IDs and weights filled in; Config().Backends[i] describes Backends()[i].
+func (p *Pool) Config() PoolConfig {
+	c := p.cfg
+	c.Backends = append([]BackendConfig(nil), p.cfg.Backends...)
+	return c
+}
+
+// Contains reports whether b is one of the pool's backends.
+func (p *Pool) Contains(b *Backend) bool {
+	_, ok := p.index[b]
+	return ok
+}
+
+// Pick asks the pool's balancer for a backend; see Balancer.
+func (p *Pool) Pick(skip func(*Backend) bool) *Backend { return p.balancer.Pick(skip) }
+
+// Close closes the pool's idle keep-alive connections. Call it when a reload
+// has retired the pool. Connections still in use are closed as they become
+// idle, unless a new request uses the pool again (net/http semantics).
+func (p *Pool) Close() { p.transport.CloseIdleConnections() }
