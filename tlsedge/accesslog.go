@@ -1,0 +1,257 @@
+package tlsedge
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// accessEntry is one request, as the access log records it. It is passed
+// by value through a channel, so the request path never formats or writes.
+type accessEntry struct {
+	Time     time.Time
+	ClientIP string
+	Method   string
+	Host     string
+	Path     string
+	Status   int
+	Bytes    int64
+	Duration time.Duration
+	App      string
+	Backend  string // backend id, "" when none answered
+	TLS      uint16 // negotiated version, 0 for plain HTTP
+	Sticky   stickyResult
+}
+
+// stickyResult says what a sticky cookie did for a request.
+type stickyResult uint8
+
+const (
+	stickyNone  stickyResult = iota // the app is not sticky
+	stickyHit                       // a valid cookie chose the backend
+	stickyMiss                      // no valid cookie: balanced, cookie set
+	stickyRepin                     // valid cookie, its backend failed: re-pinned
+)
+
+func (s stickyResult) String() string {
+	switch s {
+	case stickyHit:
+		return "hit"
+	case stickyMiss:
+		return "miss"
+	case stickyRepin:
+		return "repin"
+	}
+	return "-"
+}
+
+// accessLog writes entries from one goroutine. Log never blocks: when the
+// writer falls behind by accessLogQueue entries, lines are dropped and
+// counted, because a stalled disk must not stall requests.
+type accessLog struct {
+	ch      chan accessEntry
+	w       *bufio.Writer
+	json    bool
+	dropped atomic.Uint64
+	done    chan struct{}
+}
+
+const (
+	accessLogQueue = 8192
+	// accessLogFlush bounds how old an unwritten line can get.
+	accessLogFlush = time.Second
+)
+
+func newAccessLog(w io.Writer, json bool) *accessLog {
+	return &accessLog{
+		ch:   make(chan accessEntry, accessLogQueue),
+		w:    bufio.NewWriterSize(w, 64<<10),
+		json: json,
+		done: make(chan struct{}),
+	}
+}
+
+// Log queues an entry; it never blocks.
+func (l *accessLog) Log(e accessEntry) {
+	if l == nil {
+		return
+	}
+	select {
+	case l.ch <- e:
+	default:
+		l.dropped.Add(1)
+	}
+}
+
+// Dropped is the number of lines lost to a slow sink.
+func (l *accessLog) Dropped() uint64 { return l.dropped.Load() }
+
+// Run writes entries until ctx ends, then writes what is queued, flushes
+// and returns. Call it once.
+func (l *accessLog) Run(ctx context.Context) {
+	defer close(l.done)
+	tick := time.NewTicker(accessLogFlush)
+	defer tick.Stop()
+	buf := make([]byte, 0, 512)
+	for {
+		select {
+		case e := <-l.ch:
+			buf = l.format(buf[:0], &e)
+			l.w.Write(buf) //nolint:errcheck // a failing sink drops lines; nothing else to do
+		case <-tick.C:
+			l.w.Flush() //nolint:errcheck
+		case <-ctx.Done():
+			for {
+				select {
+				case e := <-l.ch:
+					buf = l.format(buf[:0], &e)
+					l.w.Write(buf) //nolint:errcheck
+				default:
+					l.w.Flush() //nolint:errcheck
+					return
+				}
+			}
+		}
+	}
+}
+
+// Wait returns when Run has flushed and stopped.
+func (l *accessLog) Wait() { <-l.done }
+
+func (l *accessLog) format(b []byte, e *accessEntry) []byte {
+	if l.json {
+		return formatJSON(b, e)
+	}
+	return formatText(b, e)
+}
+
+// formatText writes one line:
+//
+//	2026-11-30T04:35:08.123Z 203.0.113.9 "GET shop.example.com /cart" 200 1234 0.0012 app=shop backend=ab12 tls=1.3 sticky=hit
+func formatText(b []byte, e *accessEntry) []byte {
+	b = e.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	b = append(b, ' ')
+	b = appendOr(b, e.ClientIP)
+	b = append(b, " \""...)
+	b = appendSafe(b, e.Method)
+	b = append(b, ' ')
+	b = appendSafe(b, e.Host)
+	b = append(b, ' ')
+	b = appendSafe(b, e.Path)
+	b = append(b, "\" "...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, e.Bytes, 10)
+	b = append(b, ' ')
+	b = strconv.AppendFloat(b, e.Duration.Seconds(), 'f', 6, 64)
+	b = append(b, " app="...)
+	b = appendSafe(b, e.App)
+	b = append(b, " backend="...)
+	b = appendOr(b, e.Backend)
+	b = append(b, " tls="...)
+	b = append(b, tlsVersionName(e.TLS)...)
+	b = append(b, " sticky="...)
+	b = append(b, e.Sticky.String()...)
+	return append(b, '\n')
+}
+
+func formatJSON(b []byte, e *accessEntry) []byte {
+	b = append(b, `{"time":"`...)
+	b = e.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	b = append(b, `","client_ip":`...)
+	b = appendJSONString(b, e.ClientIP)
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, e.Method)
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, e.Host)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, e.Path)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, e.Bytes, 10)
+	b = append(b, `,"duration":`...)
+	b = strconv.AppendFloat(b, e.Duration.Seconds(), 'f', 6, 64)
+	b = append(b, `,"app":`...)
+	b = appendJSONString(b, e.App)
+	b = append(b, `,"backend":`...)
+	b = appendJSONString(b, e.Backend)
+	b = append(b, `,"tls":"`...)
+	b = append(b, tlsVersionName(e.TLS)...)
+	b = append(b, `","sticky":"`...)
+	b = append(b, e.Sticky.String()...)
+	return append(b, "\"}\n"...)
+}
+
+// appendJSONString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD
+// and control characters are escaped, so every line is valid JSON whatever
+// bytes a client sent.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hexDigit[c>>4], hexDigit[c&15])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+// appendSafe copies s, replacing bytes that could forge a log line or break
+// a terminal (control characters, quotes, spaces are kept out of fields).
+func appendSafe(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, '-')
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c == '"' || c == 0x7f || c == '\\' {
+			b = append(b, '\\', 'x', hexDigit[c>>4], hexDigit[c&15])
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+const hexDigit = "0123456789abcdef"
+
+func appendOr(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, '-')
+	}
+	return appendSafe(b, s)
+}
+
+func tlsVersionName(v uint16) string {
+	switch v {
+	case 0:
+		return "-"
+	case tls.VersionTLS13:
+		return "1.3"
+	case tls.VersionTLS12:
+		return "1.2"
+	}
+	return "other"
+}

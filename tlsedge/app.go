@@ -1,0 +1,153 @@
+package tlsedge
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/session"
+	"github.com/tlsedge/tlsedge/upstream"
+)
+
+// appHandler serves one app: sticky affinity, then the upstream proxy,
+// then the access log. Everything it needs is computed in newAppHandler;
+// ServeHTTP only looks things up.
+type appHandler struct {
+	cfg    *config.App
+	pool   *upstream.Pool
+	proxy  *upstream.Proxy
+	sticky *stickyCodec // nil when the app is not sticky
+	access *accessLog
+	log    *logrus.Entry
+}
+
+func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d compileDeps) (*appHandler, error) {
+	log := d.log.WithField("app", app.Name)
+	pc := upstream.PoolConfig{
+		DialTimeout:           cfg.Upstream.DialTimeout.D(),
+		ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout.D(),
+		IdleConnTimeout:       cfg.Upstream.IdleConnTimeout.D(),
+	}
+	for _, b := range app.Backends {
+		pc.Backends = append(pc.Backends, upstream.BackendConfig{ID: b.ID, Addr: b.Addr, Weight: b.Weight})
+	}
+	pool, err := upstream.NewPool(pc, d.registry)
+	if err != nil {
+		return nil, err
+	}
+	proxy, err := upstream.NewProxy(upstream.ProxyConfig{Pool: pool, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	h := &appHandler{cfg: app, pool: pool, proxy: proxy, access: d.access, log: log}
+	if app.Sticky != nil {
+		codec, err := session.New(session.Config{
+			Name:   app.Sticky.CookieName(),
+			Keys:   keys,
+			MaxAge: app.StickyMaxAge.D(),
+			Idle:   app.StickyIdle.D(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sticky: %w", err)
+		}
+		h.sticky = newStickyCodec(app.Sticky.CookieName(), codec)
+	}
+	return h, nil
+}
+
+func (a *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	x := exchange{w: w, app: a, start: time.Now()}
+	if a.sticky != nil {
+		x.readCookie(r)
+	}
+	a.proxy.Serve(&x, r, &x.target)
+	if a.access != nil {
+		a.logAccess(&x, r)
+	}
+}
+
+func (a *appHandler) logAccess(x *exchange, r *http.Request) {
+	e := accessEntry{
+		Time:     x.start,
+		ClientIP: clientIP(r),
+		Method:   r.Method,
+		Host:     r.Host,
+		Path:     r.URL.Path,
+		Status:   x.status,
+		Bytes:    x.bytes,
+		Duration: time.Since(x.start),
+		App:      a.cfg.Name,
+		Sticky:   x.sticky,
+	}
+	if e.Status == 0 {
+		// A hijacked (upgraded) connection never calls WriteHeader.
+		e.Status = http.StatusSwitchingProtocols
+	}
+	if x.target.Chosen != nil {
+		e.Backend = x.target.Chosen.ID()
+	}
+	if r.TLS != nil {
+		e.TLS = r.TLS.Version
+	}
+	a.access.Log(e)
+}
+
+// exchange is one request's state, and the ResponseWriter the proxy writes
+// to: it counts bytes, records the status and adds the sticky cookie just
+// before the headers go out, when the backend that answered is known.
+type exchange struct {
+	w      http.ResponseWriter
+	app    *appHandler
+	start  time.Time
+	target upstream.Target
+
+	status int
+	bytes  int64
+
+	ticket    session.Ticket
+	hasTicket bool
+	sticky    stickyResult
+}
+
+func (x *exchange) Header() http.Header { return x.w.Header() }
+
+func (x *exchange) WriteHeader(code int) {
+	// 1xx answers (100 Continue, 103 Early Hints) precede the real one.
+	if x.status == 0 && code >= 200 {
+		x.status = code
+		if x.app.sticky != nil {
+			x.app.sticky.setCookie(x)
+		}
+	}
+	x.w.WriteHeader(code)
+}
+
+func (x *exchange) Write(p []byte) (int, error) {
+	if x.status == 0 {
+		x.WriteHeader(http.StatusOK)
+	}
+	n, err := x.w.Write(p)
+	x.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.NewResponseController reach Flush and Hijack.
+func (x *exchange) Unwrap() http.ResponseWriter { return x.w }
+
+// clientIP is the peer's address without the port, without allocating.
+func clientIP(r *http.Request) string {
+	a := r.RemoteAddr
+	for i := len(a) - 1; i >= 0; i-- {
+		if a[i] == ':' {
+			a = a[:i]
+			break
+		}
+	}
+	if len(a) > 1 && a[0] == '[' && a[len(a)-1] == ']' {
+		a = a[1 : len(a)-1]
+	}
+	return a
+}

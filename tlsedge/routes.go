@@ -1,0 +1,97 @@
+package tlsedge
+
+import (
+	"net/http"
+	"sort"
+	"strings"
+)
+
+// routeTable maps a request's host and path to an app. It is built once
+// per configuration snapshot and only read afterwards, so lookups take no
+// lock. Order: exact host, then a "*.example.com" wildcard (one label, as
+// in certificates), then the longest path prefix on a segment boundary
+// ("/api" matches "/api" and "/api/x", never "/apix").
+type routeTable struct {
+	exact map[string][]route
+	wild  map[string][]route // keyed by the wildcard's parent, "example.com"
+}
+
+type route struct {
+	prefix string
+	app    http.Handler
+}
+
+func newRouteTable() *routeTable {
+	return &routeTable{exact: map[string][]route{}, wild: map[string][]route{}}
+}
+
+// add registers an app for a host pattern and path prefix. Callers have
+// validated both (config.Validate), including uniqueness.
+func (t *routeTable) add(host, prefix string, app http.Handler) {
+	m, key := t.exact, host
+	if rest, ok := strings.CutPrefix(host, "*."); ok {
+		m, key = t.wild, rest
+	}
+	rs := append(m[key], route{prefix: strings.TrimSuffix(prefix, "/"), app: app})
+	// Longest prefix first, so the first match is the most specific.
+	sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].prefix) > len(rs[j].prefix) })
+	m[key] = rs
+}
+
+// lookupResult says why a lookup found nothing: the status to answer.
+type lookupResult int
+
+const (
+	routeFound       lookupResult = iota
+	routeUnknownHost              // 421: this gateway serves no such site
+	routeNoPath                   // 404: the site exists, the path does not
+)
+
+// match returns the app for a Host header value and a URL path.
+func (t *routeTable) match(hostport, path string) (http.Handler, lookupResult) {
+	host := canonicalHost(hostport)
+	rs, ok := t.exact[host]
+	if !ok {
+		if i := strings.IndexByte(host, '.'); i > 0 {
+			rs, ok = t.wild[host[i+1:]]
+		}
+	}
+	if !ok {
+		return nil, routeUnknownHost
+	}
+	for _, r := range rs {
+		if pathHasPrefix(path, r.prefix) {
+			return r.app, routeFound
+		}
+	}
+	return nil, routeNoPath
+}
+
+// pathHasPrefix reports whether path is prefix or lies below it. prefix
+// has no trailing slash; "" is the root and matches everything.
+func pathHasPrefix(path, prefix string) bool {
+	if !strings.HasPrefix(path, prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || path[len(prefix)] == '/' || prefix == ""
+}
+
+// canonicalHost strips a port and a trailing dot and lower-cases the name,
+// allocating only when the name has upper-case letters.
+func canonicalHost(hostport string) string {
+	h := hostport
+	if strings.HasPrefix(h, "[") { // [v6]:port
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			h = h[1:i]
+		}
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h, ':') == i {
+		h = h[:i]
+	}
+	h = strings.TrimSuffix(h, ".")
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(h)
+		}
+	}
+	return h
+}

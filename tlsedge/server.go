@@ -1,0 +1,299 @@
+// Package tlsedge is the server: listeners, the TLS configuration, the
+// HTTP servers, the routing table and the immutable snapshot that a reload
+// swaps. It composes certs, session and upstream, which know nothing of
+// each other.
+package tlsedge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/upstream"
+)
+
+// Options are what a Server needs besides its configuration.
+type Options struct {
+	// Log receives the process log; required.
+	Log *logrus.Logger
+	// AccessLog receives one line per request; nil turns it off.
+	AccessLog io.Writer
+	// AccessJSON writes the access log as JSON lines instead of text.
+	AccessJSON bool
+	// TicketPeriod is how often session-ticket keys rotate (default 24h).
+	TicketPeriod time.Duration
+	// CertPollInterval is how often certificate files are checked for
+	// changes (default 2s).
+	CertPollInterval time.Duration
+}
+
+// Server is one running tlsedge. Build it with New, open its sockets with
+// Listen, then Serve until the context ends.
+type Server struct {
+	opts     Options
+	log      *logrus.Entry
+	cfg      *config.Config
+	snap     atomic.Pointer[snapshot]
+	registry *upstream.Registry
+	tlsConf  *tls.Config
+	tickets  *ticketRotator
+	access   *accessLog
+
+	tlsLn, httpLn net.Listener
+	tlsSrv        *http.Server
+	httpSrv       *http.Server
+}
+
+// New compiles the configuration completely — certificates, keys, routes,
+// pools — and opens nothing. Any error names what is wrong; a Server is
+// only returned when everything is ready to serve.
+func New(cfg *config.Config, opts Options) (*Server, error) {
+	if opts.Log == nil {
+		return nil, errors.New("tlsedge: Options.Log is required")
+	}
+	s := &Server{
+		opts:     opts,
+		log:      opts.Log.WithField("component", "server"),
+		cfg:      cfg,
+		registry: upstream.NewRegistry(),
+	}
+	if opts.AccessLog != nil {
+		s.access = newAccessLog(opts.AccessLog, opts.AccessJSON)
+	}
+	snap, err := compile(cfg, s.compileDeps())
+	if err != nil {
+		return nil, err
+	}
+	s.snap.Store(snap)
+	s.tlsConf = s.newTLSConfig()
+	s.tickets, err = newTicketRotator(s.tlsConf, opts.TicketPeriod, opts.Log.WithField("component", "tls"))
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newTLSConfig is the frontend's TLS policy: TLS 1.2 and 1.3 only, AEAD
+// suites with forward secrecy only, X25519 then P-256, ALPN h2 then
+// http/1.1. The certificate comes from the current snapshot, so a reload
+// changes certificates without touching this config.
+func (s *Server) newTLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// TLS 1.3 suites are all AEAD and not configurable; these are the
+		// TLS 1.2 ones worth keeping (Mozilla "intermediate").
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
+		NextProtos:       []string{"h2", "http/1.1"},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.snap.Load().certs.GetCertificate(hello)
+		},
+	}
+}
+
+// Listen opens the TLS and plain-HTTP sockets, so that "address in use"
+// is reported before anything is announced as serving.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen (HTTPS) %s: %w", s.cfg.Listen, err)
+	}
+	s.tlsLn = ln
+	if s.cfg.HTTPListen != config.Off {
+		hl, err := net.Listen("tcp", s.cfg.HTTPListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen (HTTP) %s: %w", s.cfg.HTTPListen, err)
+		}
+		s.httpLn = hl
+	}
+	return nil
+}
+
+// TLSAddr is the bound HTTPS address (useful with port 0).
+func (s *Server) TLSAddr() net.Addr { return s.tlsLn.Addr() }
+
+// HTTPAddr is the bound plain-HTTP address, nil when off.
+func (s *Server) HTTPAddr() net.Addr {
+	if s.httpLn == nil {
+		return nil
+	}
+	return s.httpLn.Addr()
+}
+
+// Shutdown timeouts: in-flight requests get this long to finish.
+const shutdownGrace = 10 * time.Second
+
+// Serve serves until ctx ends, then stops accepting, lets in-flight
+// requests finish (up to shutdownGrace), flushes the access log and returns.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.tlsLn == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	var wg sync.WaitGroup
+	goRun := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	if s.access != nil {
+		goRun(func() { s.access.Run(bg) })
+	}
+	tick := time.NewTicker(s.tickets.period)
+	defer tick.Stop()
+	goRun(func() { s.tickets.Run(bg, tick.C) })
+	snap := s.snap.Load()
+	goRun(func() { snap.run(bg) })
+
+	errLog := newStdLogger(s.opts.Log.WithField("component", "http"))
+	s.tlsSrv = &http.Server{
+		Handler:           http.HandlerFunc(s.serveHTTPS),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          errLog,
+		TLSConfig:         s.tlsConf,
+	}
+	s.tlsSrv.SetKeepAlivesEnabled(true)
+	errc := make(chan error, 2)
+	tlsLn := tls.NewListener(s.tlsLn, s.tlsConf)
+	go func() { errc <- serveErr(s.tlsSrv.Serve(tlsLn)) }()
+	if s.httpLn != nil {
+		s.httpSrv = &http.Server{
+			Handler:           http.HandlerFunc(s.serveRedirect),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       30 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          errLog,
+		}
+		go func() { errc <- serveErr(s.httpSrv.Serve(s.httpLn)) }()
+	}
+	s.logStartup(snap)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.log.Info("shutting down: no new connections, finishing requests in flight")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if e := s.tlsSrv.Shutdown(sctx); e != nil {
+		s.log.WithError(e).Warn("requests still in flight at the shutdown deadline were cut")
+	}
+	if s.httpSrv != nil {
+		s.httpSrv.Shutdown(sctx) //nolint:errcheck // redirects are instant
+	}
+	stopBG()
+	wg.Wait()
+	if s.access != nil && s.access.Dropped() > 0 {
+		s.log.WithField("dropped", s.access.Dropped()).Warn("access log lines were dropped because the sink was slow")
+	}
+	return err
+}
+
+func serveErr(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// serveHTTPS routes a request to its app.
+func (s *Server) serveHTTPS(w http.ResponseWriter, r *http.Request) {
+	snap := s.snap.Load()
+	app, res := snap.routes.match(r.Host, r.URL.Path)
+	switch res {
+	case routeFound:
+		app.ServeHTTP(w, r)
+		return
+	case routeUnknownHost:
+		// RFC 9110 15.5.20: this server does not serve that authority.
+		writePage(w, http.StatusMisdirectedRequest, "No site here", "This gateway serves no site for this host name.")
+	default:
+		writePage(w, http.StatusNotFound, "Not found", "There is nothing at this path.")
+	}
+	s.logLocal(r, res)
+}
+
+// logLocal records a request answered by tlsedge itself.
+func (s *Server) logLocal(r *http.Request, res lookupResult) {
+	if s.access == nil {
+		return
+	}
+	status := http.StatusNotFound
+	if res == routeUnknownHost {
+		status = http.StatusMisdirectedRequest
+	}
+	e := accessEntry{Time: time.Now(), ClientIP: clientIP(r), Method: r.Method, Host: r.Host, Path: r.URL.Path, Status: status}
+	if r.TLS != nil {
+		e.TLS = r.TLS.Version
+	}
+	s.access.Log(e)
+}
+
+// serveRedirect answers every plain-HTTP request with a permanent redirect
+// to the same URL over HTTPS. 308 (not 301) keeps the method and body.
+func (s *Server) serveRedirect(w http.ResponseWriter, r *http.Request) {
+	host := canonicalHost(r.Host)
+	if host == "" {
+		writePage(w, http.StatusBadRequest, "Bad request", "A Host header is required.")
+		return
+	}
+	if strings.IndexByte(host, ':') >= 0 { // an IPv6 literal
+		host = "[" + host + "]"
+	}
+	if _, port, err := net.SplitHostPort(s.tlsLn.Addr().String()); err == nil && port != "443" {
+		host += ":" + port
+	}
+	target := "https://" + host + r.URL.RequestURI()
+	w.Header().Set("Location", target)
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(http.StatusPermanentRedirect)
+}
+
+func (s *Server) logStartup(snap *snapshot) {
+	s.log.WithField("address", s.tlsLn.Addr().String()).Info("listening for HTTPS (HTTP/2, HTTP/1.1)")
+	if s.httpLn != nil {
+		s.log.WithField("address", s.httpLn.Addr().String()).Info("listening for plain HTTP (redirects to HTTPS)")
+	}
+	for _, a := range snap.apps {
+		ids := make([]string, 0, len(a.cfg.Backends))
+		for _, b := range a.cfg.Backends {
+			ids = append(ids, b.Addr+"*"+strconv.Itoa(b.Weight)+"("+b.ID+")")
+		}
+		sticky := "off"
+		if a.cfg.Sticky != nil {
+			sticky = "cookie " + a.cfg.Sticky.CookieName()
+		}
+		s.log.WithFields(logrus.Fields{
+			"app": a.cfg.Name, "hosts": a.cfg.Hosts, "path": a.cfg.Path,
+			"backends": ids, "sticky": sticky,
+		}).Info("app")
+		for _, h := range a.cfg.Hosts {
+			s.log.WithFields(logrus.Fields{"host": h, "source": snap.describeCert(h)}).Info("certificate")
+		}
+	}
+}

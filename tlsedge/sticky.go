@@ -1,0 +1,106 @@
+package tlsedge
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/tlsedge/tlsedge/session"
+)
+
+// stickyCodec reads and writes one app's sticky cookie around the proxy.
+type stickyCodec struct {
+	name   string
+	prefix string // name + "=", precomputed for the header scan
+	codec  *session.Codec
+}
+
+func newStickyCodec(name string, c *session.Codec) *stickyCodec {
+	return &stickyCodec{name: name, prefix: name + "=", codec: c}
+}
+
+// readCookie finds the sticky cookie, decodes it into a backend hint, and
+// removes it from the request: the backend has no use for it (HAProxy's
+// "indirect"), and a backend that echoed cookies must not leak it. An
+// invalid cookie is ignored without a word to the user: the request is
+// balanced and a fresh cookie set.
+func (x *exchange) readCookie(r *http.Request) {
+	s := x.app.sticky
+	value, found := stripCookie(r.Header, s.prefix)
+	x.sticky = stickyMiss
+	if !found {
+		return
+	}
+	t, err := s.codec.Decode(value)
+	if err != nil {
+		return
+	}
+	x.ticket, x.hasTicket = t, true
+	x.target.Prefer = x.app.pool.Backend(t.BackendID)
+}
+
+// setCookie runs when the response headers are about to be written.
+func (s *stickyCodec) setCookie(x *exchange) {
+	chosen := x.target.Chosen
+	if chosen == nil {
+		return // tlsedge answered itself (502): nothing to pin to
+	}
+	issued := x.start
+	switch {
+	case x.hasTicket && chosen.ID() == x.ticket.BackendID:
+		x.sticky = stickyHit
+		if !s.codec.NeedsRefresh(x.ticket) {
+			return
+		}
+		issued = x.ticket.Issued // a refresh keeps the session's age
+	case x.hasTicket:
+		x.sticky = stickyRepin
+	}
+	v, err := s.codec.SetCookie(chosen.ID(), issued)
+	if err != nil {
+		x.app.log.WithError(err).Error("sticky cookie not set")
+		return
+	}
+	x.w.Header().Add("Set-Cookie", v)
+}
+
+// stripCookie returns the value of the first cookie named by prefix
+// ("name=") in the request's Cookie headers and removes every cookie of
+// that name, keeping the others as they were. It allocates only when the
+// cookie is present.
+func stripCookie(h http.Header, prefix string) (value string, found bool) {
+	lines := h["Cookie"]
+	for li, line := range lines {
+		if !strings.Contains(line, prefix) {
+			continue
+		}
+		var kept []string
+		for part := range strings.SplitSeq(line, ";") {
+			p := strings.TrimSpace(part)
+			if v, ok := strings.CutPrefix(p, prefix); ok {
+				if !found {
+					value, found = strings.Trim(v, `"`), true
+				}
+				continue
+			}
+			if p != "" {
+				kept = append(kept, p)
+			}
+		}
+		lines[li] = strings.Join(kept, "; ")
+	}
+	if found {
+		// Drop lines emptied by the removal.
+		out := lines[:0]
+		for _, l := range lines {
+			if l != "" {
+				out = append(out, l)
+			}
+		}
+		if len(out) == 0 {
+			delete(h, "Cookie")
+		} else {
+			h["Cookie"] = out
+		}
+	}
+	return value, found
+}
