@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -229,7 +228,5 @@ func newFakeClock(t time.Time) *fakeClock {
 	return c
 }
 
-func (c *fakeClock) set(t time.Time)      { c.now.Store(&t) }
-func (c *fakeClock) Now() time.Time       { return *c.now.Load() }
-func (c *fakeClock) add(d time.Duration)  { c.set(c.Now().Add(d)) }
-func isNotExist(err error) bool           { return errors.Is(err, os.ErrNotExist) }
+func (c *fakeClock) set(t time.Time) { c.now.Store(&t) }
+func (c *fakeClock) Now() time.Time  { return *c.now.Load() }

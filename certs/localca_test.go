@@ -53,8 +53,8 @@ func TestLocalCARootCreatedOnce(t *testing.T) {
 		t.Errorf("root valid for %s, want at least 10 years", got)
 	}
 	for path, want := range map[string]os.FileMode{
-		dir:                          0o700,
-		first.RootPath():             0o644,
+		dir:                            0o700,
+		first.RootPath():               0o644,
 		filepath.Join(dir, "root.key"): 0o600,
 	} {
 		if got := fileMode(t, path); got != want {
@@ -271,7 +271,7 @@ func TestLocalCARenewal(t *testing.T) {
 		renewed bool
 	}{
 		{time.Hour, false},
-		{4 * 24 * time.Hour, false},    // 4/7 of the lifetime
+		{4 * 24 * time.Hour, false},           // 4/7 of the lifetime
 		{4*24*time.Hour + 16*time.Hour, true}, // past 2/3: NotBefore is backdated 1h, renewal at +4d15h40m
 	}
 	prev := first

@@ -200,7 +200,7 @@ func TestStaticBrokenReplacement(t *testing.T) {
 	ti := newTestIssuer(t)
 	_, otherKey := ti.issue(t, "other.test")
 	tests := []struct {
-		name  string
+		name    string
 		breakIt func(t *testing.T, p Pair)
 	}{
 		{"garbage certificate", func(t *testing.T, p Pair) {

@@ -19,8 +19,8 @@ func TestStaticDir(t *testing.T) {
 	certPEM, keyPEM := ti.issue(t, "b.test")
 	writeFile(t, dir, "b.pem", append(certPEM, keyPEM...)) // chain and key in one file
 	loneCert, loneKey := ti.issue(t, "lone.test")
-	writeFile(t, dir, "lone.crt", loneCert)                    // no key: skipped with a warning
-	writeFile(t, dir, "privkey.pem", keyPEM)                   // a key alone: silently ignored
+	writeFile(t, dir, "lone.crt", loneCert)                     // no key: skipped with a warning
+	writeFile(t, dir, "privkey.pem", keyPEM)                    // a key alone: silently ignored
 	writeFile(t, dir, "notes.txt", []byte("not a certificate")) // other extensions are ignored
 
 	log, hook := testLog()

@@ -268,6 +268,8 @@ func (s *Static) examine(path, keyFile string, now time.Time, atStart bool) (add
 		b, err := readPEMFile(path)
 		hasCert, hasKey := pemKinds(b)
 		switch {
+		case err != nil && atStart:
+			return false, fmt.Errorf("certs: load %s: %w", path, err)
 		case err != nil:
 			reason = err
 		case !hasCert:

@@ -57,7 +57,7 @@ func (b *Backend) UnmarshalYAML(n *yaml.Node) error {
 	case yaml.ScalarNode:
 		v, err := ParseBackend(n.Value)
 		if err != nil {
-			return fmt.Errorf("line %d: %w", n.Line, err)
+			return fmt.Errorf("line %d: backend %q: %w", n.Line, n.Value, err)
 		}
 		*b = v
 		return nil
@@ -75,7 +75,7 @@ func (b *Backend) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML prints the short spelling unless an explicit id needs the long one.
 func (b Backend) MarshalYAML() (any, error) {
-	if b.ID != "" {
+	if b.ID != "" && b.ID != BackendID(b.Addr) {
 		type plain Backend
 		return plain(b), nil
 	}

@@ -1,6 +1,7 @@
 package tlsedge
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
@@ -56,6 +57,10 @@ func (s *stickyCodec) setCookie(x *exchange) {
 		x.sticky = stickyRepin
 	}
 	v, err := s.codec.SetCookie(chosen.ID(), issued)
+	if errors.Is(err, session.ErrExpired) {
+		// The session's max age ran out during this request: start a new one.
+		v, err = s.codec.SetCookie(chosen.ID(), x.start)
+	}
 	if err != nil {
 		x.app.log.WithError(err).Error("sticky cookie not set")
 		return

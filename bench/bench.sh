@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# bench.sh -- tlsedge side by side with haproxy and goref on the shared harness
+# (${BENCH_HARNESS:-<repo>/../shared/bench}, see its README.md). `make bench`
+# runs it after `make build`; it builds nothing of ours, it measures
+# ${TLSEDGE_BIN:-<repo>/bin/tlsedge} as two peers: "peer" (sticky sessions on,
+# bench/peer.sh) and "tlsedge-nosticky" (bench/tlsedge-nosticky.sh), plus
+# haproxy, goref and the harness's "direct" (no proxy) baseline.
+#
+# env (passed through to the harness): ROUNDS=3 DUR=8 SCENARIOS="S1 S2 S2res S3 S4 S5"
+#   S5_CONNS="2000 10000" BACKEND=nginx|go ... (see the harness README)
+#   RESULTS_DIR=<repo>/bench/results  STAMP=tlsedge-YYYYmmdd-HHMM
+# Quick smoke test (~2 min): ROUNDS=1 DUR=2 S5_CONNS=300 STAMP=smoke bench/bench.sh
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HARNESS=${BENCH_HARNESS:-$REPO/../shared/bench}
+[[ -x $HARNESS/run.sh ]] || { echo "bench: no harness at $HARNESS (set BENCH_HARNESS)" >&2; exit 1; }
+HARNESS=$(cd "$HARNESS" && pwd)
+export TLSEDGE_BIN=${TLSEDGE_BIN:-$REPO/bin/tlsedge}
+[[ -x $TLSEDGE_BIN ]] || { echo "bench: no $TLSEDGE_BIN; run make build first" >&2; exit 1; }
+
+# Debian packages the harness runs: the haproxy peer, the loaders (wrk, h2load),
+# openssl for its certificates, and nginx as the default origin (BACKEND=nginx;
+# BACKEND=go uses the harness's own Go origin instead).
+declare -A need=([haproxy]=haproxy [wrk]=wrk [h2load]=nghttp2-client [openssl]=openssl [taskset]=util-linux)
+[[ ${BACKEND:-nginx} == go ]] || need[nginx]=nginx
+missing=()
+for cmd in "${!need[@]}"; do command -v "$cmd" > /dev/null 2>&1 || missing+=("${need[$cmd]}"); done
+if ((${#missing[@]})); then
+	echo "bench: installing ${missing[*]}" >&2
+	if [[ $(id -u) == 0 ]]; then SUDO=(); else SUDO=(sudo); fi
+	"${SUDO[@]}" apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}"
+fi
+
+export RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results}
+export STAMP=${STAMP:-tlsedge-$(date +%Y%m%d-%H%M)}
+# ROUNDS, DUR, SCENARIOS, S5_CONNS and the harness's other knobs pass through the environment.
+mkdir -p "$RESULTS_DIR"
+rc=0
+"$HARNESS/run.sh" "$REPO/bench/peer.sh" "$REPO/bench/tlsedge-nosticky.sh" haproxy goref || rc=$?
+if [[ -s $RESULTS_DIR/$STAMP.md ]]; then
+	echo "bench: report $RESULTS_DIR/$STAMP.md (raw: $RESULTS_DIR/raw/$STAMP.csv; logs: ${RUN_DIR:-/tmp/bench-run-$STAMP})"
+else
+	echo "bench: no report (harness exit $rc); logs in ${RUN_DIR:-/tmp/bench-run-$STAMP}" >&2
+	((rc)) || rc=1
+fi
+exit "$rc"

@@ -1,0 +1,216 @@
+package tlsedge
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/tlsedge/tlsedge/config"
+)
+
+// streamSize is 1 GiB with TLSEDGE_FULL_STREAM=1 (make test runs that
+// without -race), 64 MiB otherwise.
+func streamSize() int64 {
+	if os.Getenv("TLSEDGE_FULL_STREAM") != "" {
+		return 1 << 30
+	}
+	return 64 << 20
+}
+
+// pattern is an endless deterministic byte stream.
+type pattern struct {
+	n, left int64
+}
+
+func (p *pattern) Read(b []byte) (int, error) {
+	if p.left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(b)) > p.left {
+		b = b[:p.left]
+	}
+	for i := range b {
+		b[i] = byte((p.n + int64(i)) * 31 >> 3)
+	}
+	p.n += int64(len(b))
+	p.left -= int64(len(b))
+	return len(b), nil
+}
+
+// heapWatch samples the process's in-use heap until stopped.
+type heapWatch struct {
+	max  atomic.Uint64
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func watchHeap() *heapWatch {
+	h := &heapWatch{stop: make(chan struct{})}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > h.max.Load() {
+				h.max.Store(ms.HeapInuse)
+			}
+			select {
+			case <-h.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return h
+}
+
+func (h *heapWatch) Stop() uint64 {
+	close(h.stop)
+	h.wg.Wait()
+	return h.max.Load()
+}
+
+const heapLimit = 64 << 20
+
+func TestStreamGiBThroughGateway(t *testing.T) {
+	size := streamSize()
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case "GET":
+			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+			io.Copy(w, &pattern{left: size}) //nolint:errcheck
+		case "PUT":
+			h := sha256.New()
+			n, err := io.Copy(h, r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+			fmt.Fprintf(w, "%d %s", n, hex.EncodeToString(h.Sum(nil)))
+		}
+	}))
+	defer origin.Close()
+	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"big.example.com"}, Backends: []config.Backend{{Addr: origin.Listener.Addr().String()}}}}})
+	c := g.client(false)
+	c.Timeout = 10 * time.Minute
+	want := sha256.New()
+	io.Copy(want, &pattern{left: size}) //nolint:errcheck
+	wantSum := hex.EncodeToString(want.Sum(nil))
+	runtime.GC()
+
+	t.Run("download", func(t *testing.T) {
+		hw := watchHeap()
+		resp, err := c.Get("https://big.example.com/big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, resp.Body)
+		resp.Body.Close()
+		peak := hw.Stop()
+		if err != nil || n != size || hex.EncodeToString(h.Sum(nil)) != wantSum {
+			t.Fatalf("downloaded %d of %d bytes (err %v), checksum match %v", n, size, err, hex.EncodeToString(h.Sum(nil)) == wantSum)
+		}
+		t.Logf("download %d MiB: peak heap in use %.1f MiB", size>>20, float64(peak)/(1<<20))
+		if peak > heapLimit {
+			t.Errorf("peak heap %d MiB > 64 MiB while streaming %d MiB", peak>>20, size>>20)
+		}
+	})
+	t.Run("upload", func(t *testing.T) {
+		hw := watchHeap()
+		req, _ := http.NewRequest("PUT", "https://big.example.com/up", &pattern{left: size})
+		req.ContentLength = size
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		peak := hw.Stop()
+		if string(body) != fmt.Sprintf("%d %s", size, wantSum) {
+			t.Fatalf("backend received %q, want %d bytes with the right checksum", body, size)
+		}
+		t.Logf("upload %d MiB: peak heap in use %.1f MiB", size>>20, float64(peak)/(1<<20))
+		if peak > heapLimit {
+			t.Errorf("peak heap %d MiB > 64 MiB while streaming %d MiB", peak>>20, size>>20)
+		}
+	})
+}
+
+func TestWebSocketThroughGateway(t *testing.T) {
+	up := websocket.Upgrader{}
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		for {
+			mt, msg, err := conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			if err := conn.WriteMessage(mt, append([]byte("echo: "), msg...)); err != nil {
+				return
+			}
+		}
+	}))
+	defer origin.Close()
+	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"ws.example.com"}, Backends: []config.Backend{{Addr: origin.Listener.Addr().String()}}}}})
+	d := websocket.Dialer{
+		NetDialContext:  g.client(false).Transport.(*http.Transport).DialContext,
+		TLSClientConfig: g.client(false).Transport.(*http.Transport).TLSClientConfig,
+	}
+	conn, resp, err := d.Dial("wss://ws.example.com/chat", nil)
+	if err != nil {
+		t.Fatalf("dial through the gateway: %v (response %v)", err, resp)
+	}
+	defer conn.Close()
+	for i := range 20 {
+		msg := fmt.Sprintf("message %d", i)
+		if err := conn.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := conn.ReadMessage()
+		if err != nil || string(got) != "echo: "+msg {
+			t.Fatalf("echo %d: %q, %v", i, got, err)
+		}
+	}
+	conn.Close()
+	eventually(t, "the upgrade in the access log", func() bool { return containsAll(g.access.String(), "\"GET ws.example.com /chat\" 101") })
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(s, sub string) bool { return len(sub) == 0 || indexOf(s, sub) >= 0 }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
