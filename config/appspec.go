@@ -19,8 +19,9 @@ const MaxWeight = 1000
 // field's name in the config file, so the two spellings stay one model.
 // Adding an option is adding one entry to appOptions.
 type option struct {
-	name  string
-	usage string
+	name   string
+	syntax string
+	help   string
 	// set applies the option; has reports whether "=value" was given.
 	set func(a *App, value string, has bool) error
 }
@@ -29,22 +30,22 @@ type option struct {
 // It is a function, not a package variable, so nothing can mutate it.
 func appOptions() []option {
 	return []option{
-		{"name", "name=NAME      the app's name in logs (default HOST[/PATH])", func(a *App, v string, has bool) error {
+		{"name", "name=NAME", "the app's name in logs and errors (default HOST[/PATH])", func(a *App, v string, has bool) error {
 			if !has || v == "" {
 				return errors.New("needs a value: name=NAME")
 			}
 			a.Name = v
 			return nil
 		}},
-		{"sticky", "sticky[=COOKIE] pin each user to one backend with a signed cookie (default name " + DefaultStickyName + ")", func(a *App, v string, has bool) error {
+		{"sticky", "sticky[=COOKIE]", "pin each user to one backend with a signed, encrypted cookie (default name " + DefaultStickyName + ")", func(a *App, v string, has bool) error {
 			if has && v == "" {
 				return errors.New("empty cookie name: write sticky or sticky=NAME")
 			}
 			a.Sticky = &Sticky{Cookie: v}
 			return nil
 		}},
-		{"sticky_max_age", "sticky_max_age=DURATION  a sticky session ends this long after it began (e.g. 24h)", durationOption(func(a *App) *Duration { return &a.StickyMaxAge })},
-		{"sticky_idle", "sticky_idle=DURATION     a sticky session ends after this long without a request (e.g. 30m)", durationOption(func(a *App) *Duration { return &a.StickyIdle })},
+		{"sticky_max_age", "sticky_max_age=DURATION", "a sticky session ends this long after it began (e.g. 24h; default: never)", durationOption(func(a *App) *Duration { return &a.StickyMaxAge })},
+		{"sticky_idle", "sticky_idle=DURATION", "a sticky session ends after this long without a request (e.g. 30m; default: never)", durationOption(func(a *App) *Duration { return &a.StickyIdle })},
 	}
 }
 
@@ -62,13 +63,18 @@ func durationOption(field func(*App) *Duration) func(*App, string, bool) error {
 	}
 }
 
-// AppOptionUsage returns one line per --app option, for --help.
-func AppOptionUsage() []string {
-	var lines []string
+// AppOption describes one --app option for help texts and documentation.
+type AppOption struct {
+	Name, Syntax, Help string
+}
+
+// AppOptions lists the --app options, in the order --help shows them.
+func AppOptions() []AppOption {
+	var out []AppOption
 	for _, o := range appOptions() {
-		lines = append(lines, o.usage)
+		out = append(out, AppOption{Name: o.name, Syntax: o.syntax, Help: o.help})
 	}
-	return lines
+	return out
 }
 
 // ParseApp reads one --app value:

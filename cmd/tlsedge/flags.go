@@ -26,7 +26,6 @@ type flagValues struct {
 	logLevel      string
 	logFormat     string
 	accessLog     string
-	help          bool
 }
 
 // newFlagSet declares every flag of run and check. The README's flag
@@ -37,7 +36,7 @@ func newFlagSet(name string, v *flagValues) *pflag.FlagSet {
 	fs.SortFlags = false
 	fs.StringVarP(&v.configFile, "config", "c", "", "YAML configuration `FILE`; flags override it")
 	// StringArray, not StringSlice: an --app value contains commas.
-	fs.StringArrayVarP(&v.apps, "app", "a", nil, "an app: `HOST[/PATH]=BACKEND[*WEIGHT][,BACKEND...][;OPTION...]` (repeatable)")
+	fs.StringArrayVarP(&v.apps, "app", "a", nil, "an app, repeatable: HOST[/PATH]=BACKEND[*WEIGHT][,BACKEND...][;OPTION...] (`SPEC`)")
 	fs.StringVar(&v.listen, "listen", "", "HTTPS listen `ADDRESS` (default \""+config.DefaultListen+"\")")
 	fs.StringVar(&v.httpListen, "http-listen", "", "plain-HTTP listen `ADDRESS` that redirects to HTTPS, or \"off\" (default \""+config.DefaultHTTPListen+"\")")
 	fs.StringArrayVar(&v.certs, "cert", nil, "PEM certificate chain `FILE` (repeatable, pairs with --key in order)")
@@ -48,7 +47,6 @@ func newFlagSet(name string, v *flagValues) *pflag.FlagSet {
 	fs.StringVar(&v.logLevel, "log-level", "", "`LEVEL`: debug, info, warn, error (default info)")
 	fs.StringVar(&v.logFormat, "log-format", "", "`FORMAT`: text or json (default: text on a terminal, json otherwise)")
 	fs.StringVar(&v.accessLog, "access-log", "", "access log: a `FILE`, stdout or off (default stdout)")
-	fs.BoolVarP(&v.help, "help", "h", false, "show this help")
 	return fs
 }
 
@@ -166,9 +164,10 @@ Flags:
 func printUsage(w io.Writer, fs *pflag.FlagSet) {
 	fmt.Fprint(w, usageHead)
 	fmt.Fprint(w, fs.FlagUsages())
+	fmt.Fprint(w, "  -h, --help                   show this help\n")
 	fmt.Fprint(w, "\n--app options (each is also the field of the same name in the config file):\n")
-	for _, l := range config.AppOptionUsage() {
-		fmt.Fprintf(w, "  %s\n", l)
+	for _, o := range config.AppOptions() {
+		fmt.Fprintf(w, "  %-25s %s\n", o.Syntax, o.Help)
 	}
 }
 

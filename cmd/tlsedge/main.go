@@ -64,10 +64,6 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tlsedge: %v\nRun 'tlsedge --help' for usage.\n", err)
 		return exitUsage
 	}
-	if v.help {
-		printUsage(stdout, fs)
-		return exitOK
-	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "tlsedge: unexpected argument %q (an app is given with --app)\nRun 'tlsedge --help' for usage.\n", fs.Arg(0))
 		return exitUsage

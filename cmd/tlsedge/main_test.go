@@ -214,7 +214,9 @@ func TestRunServesAndStops(t *testing.T) {
 	roots.AppendCertsFromPEM(pem)
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"},
-		DialContext:     func(ctx context.Context, n, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, n, addr) },
+		DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, n, addr)
+		},
 	}}
 	resp, err := c.Get("https://localhost/x")
 	if err != nil {
