@@ -164,7 +164,7 @@ Flags:
 func printUsage(w io.Writer, fs *pflag.FlagSet) {
 	fmt.Fprint(w, usageHead)
 	fmt.Fprint(w, fs.FlagUsages())
-	fmt.Fprint(w, "  -h, --help                 show this help\n")
+	fmt.Fprint(w, "  -h, --help                   show this help\n")
 	fmt.Fprint(w, "\n--app options (each is also the field of the same name in the config file):\n")
 	for _, o := range config.AppOptions() {
 		fmt.Fprintf(w, "  %-25s %s\n", o.Syntax, o.Help)
