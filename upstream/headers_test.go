@@ -167,7 +167,7 @@ func TestForwardedValue(t *testing.T) {
 		{"[2001:db8:cafe::17]:4711", "example.com", false, `for="[2001:db8:cafe::17]";host=example.com;proto=http`},
 		{"[fe80::1%eth0]:1", "a", false, `for="[fe80::1%eth0]";host=a;proto=http`},
 		{"2001:db8::1", "a", false, `for="[2001:db8::1]";host=a;proto=http`}, // no port
-		{"@", "a", false, "for=unknown;host=a;proto=http"},                  // unix socket
+		{"@", "a", false, "for=unknown;host=a;proto=http"},                   // unix socket
 		{"192.0.2.1:1", "", false, "for=192.0.2.1;proto=http"},
 		{"192.0.2.1:1", "[2001:db8::1]:8443", false, `for=192.0.2.1;host="[2001:db8::1]:8443";proto=http`},
 		{"192.0.2.1:1", `we"ird\`, false, `for=192.0.2.1;host="we\"ird\\";proto=http`},

@@ -89,17 +89,20 @@ func TestServerSentEventsStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	lines := make(chan string, 4) // room for every event: the reader never blocks
-	go func() { // owned: ends when the body ends or is closed by the defer
-		defer close(lines)
+	var wg sync.WaitGroup
+	// The reader ends at the end of the body, or when the deferred Close
+	// cuts it short; the test waits for it either way.
+	defer wg.Wait()
+	defer resp.Body.Close()
+	wg.Go(func() {
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
 			if sc.Text() != "" {
 				lines <- sc.Text()
 			}
 		}
-	}()
+	})
 	// The timeout only turns a deadlock into a failure; nothing is timed.
 	guard := time.After(10 * time.Second)
 	for i, want := range []string{"data: one", "data: two"} {
