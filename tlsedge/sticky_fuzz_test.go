@@ -1,0 +1,69 @@
+package tlsedge
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestStripCookie(t *testing.T) {
+	tests := []struct {
+		in        []string
+		value     string
+		found     bool
+		remaining []string
+	}{
+		{[]string{"s=abc"}, "abc", true, nil},
+		{[]string{"a=1; s=abc; b=2"}, "abc", true, []string{"a=1; b=2"}},
+		{[]string{"a=1", "s=\"q\""}, "q", true, []string{"a=1"}},
+		{[]string{"as=1; s=2"}, "2", true, []string{"as=1"}},
+		{[]string{"s=1; s=2"}, "1", true, nil},
+		{[]string{"a=1; b=2"}, "", false, []string{"a=1; b=2"}},
+		{nil, "", false, nil},
+	}
+	for _, tt := range tests {
+		h := http.Header{}
+		if tt.in != nil {
+			h["Cookie"] = append([]string(nil), tt.in...)
+		}
+		v, found := stripCookie(h, "s=")
+		if v != tt.value || found != tt.found || strings.Join(h["Cookie"], "|") != strings.Join(tt.remaining, "|") {
+			t.Errorf("stripCookie(%q) = %q, %v, left %q; want %q, %v, %q", tt.in, v, found, h["Cookie"], tt.value, tt.found, tt.remaining)
+		}
+	}
+}
+
+// FuzzStripCookie: whatever the Cookie header, no cookie named s survives
+// and every other cookie does.
+func FuzzStripCookie(f *testing.F) {
+	f.Add("a=1; s=abc; b=2")
+	f.Add("s=; s=x;;; ;s")
+	f.Add("xs=1;s=2")
+	f.Fuzz(func(t *testing.T, line string) {
+		h := http.Header{"Cookie": {line}}
+		stripCookie(h, "s=")
+		for _, l := range h["Cookie"] {
+			for p := range strings.SplitSeq(l, ";") {
+				if strings.HasPrefix(strings.TrimSpace(p), "s=") {
+					t.Fatalf("cookie s survived in %q (from %q)", l, line)
+				}
+			}
+		}
+		var before, after int
+		for p := range strings.SplitSeq(line, ";") {
+			if p = strings.TrimSpace(p); p != "" && !strings.HasPrefix(p, "s=") {
+				before++
+			}
+		}
+		for _, l := range h["Cookie"] {
+			for p := range strings.SplitSeq(l, ";") {
+				if strings.TrimSpace(p) != "" {
+					after++
+				}
+			}
+		}
+		if strings.Contains(line, "s=") && before != after {
+			t.Fatalf("other cookies lost: %d before, %d after (%q -> %q)", before, after, line, h["Cookie"])
+		}
+	})
+}
