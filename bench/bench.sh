@@ -2,8 +2,8 @@
 # bench.sh -- tlsedge side by side with haproxy and goref on the shared harness
 # (${BENCH_HARNESS:-<repo>/../shared/bench}, see its README.md). `make bench`
 # runs it after `make build`; it builds nothing of ours, it measures
-# ${TLSEDGE_BIN:-<repo>/bin/tlsedge} as two peers: "peer" (sticky sessions on,
-# bench/peer.sh) and "tlsedge-nosticky" (bench/tlsedge-nosticky.sh), plus
+# ${TLSEDGE_BIN:-<repo>/bin/tlsedge} as two peers: "tlsedge" (sticky sessions on,
+# bench/tlsedge.sh -> peer.sh) and "tlsedge-nosticky" (bench/tlsedge-nosticky.sh), plus
 # haproxy, goref and the harness's "direct" (no proxy) baseline.
 #
 # env (passed through to the harness): ROUNDS=3 DUR=8 SCENARIOS="S1 S2 S2res S3 S4 S5"
@@ -37,7 +37,7 @@ export STAMP=${STAMP:-tlsedge-$(date +%Y%m%d-%H%M)}
 # ROUNDS, DUR, SCENARIOS, S5_CONNS and the harness's other knobs pass through the environment.
 mkdir -p "$RESULTS_DIR"
 rc=0
-"$HARNESS/run.sh" "$REPO/bench/peer.sh" "$REPO/bench/tlsedge-nosticky.sh" haproxy goref || rc=$?
+"$HARNESS/run.sh" "$REPO/bench/tlsedge.sh" "$REPO/bench/tlsedge-nosticky.sh" haproxy goref || rc=$?
 if [[ -s $RESULTS_DIR/$STAMP.md ]]; then
 	echo "bench: report $RESULTS_DIR/$STAMP.md (raw: $RESULTS_DIR/raw/$STAMP.csv; logs: ${RUN_DIR:-/tmp/bench-run-$STAMP})"
 else
