@@ -12,8 +12,8 @@ import (
 var ErrSyntax = errors.New("syntax error")
 
 // MaxWeight bounds a backend's weight: the balancer's schedule has one slot
-// per unit of weight, and nobody needs a ratio above 1000:1.
-const MaxWeight = 1000
+// per unit of weight, and 256 is HAProxy's limit too.
+const MaxWeight = 256
 
 // option is one ";name[=value]" of an --app spec. Its name is also the
 // field's name in the config file, so the two spellings stay one model.

@@ -1,10 +1,12 @@
 package tlsedge
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +155,33 @@ func TestHTTP2Proxying(t *testing.T) {
 	resp, body := get(t, g.client(false), "https://shop.example.com/h2", "")
 	if resp.ProtoMajor != 2 || body != "b /h2" {
 		t.Errorf("got %s %q; want HTTP/2 and the backend's body", resp.Proto, body)
+	}
+}
+
+// A client that leaves before the backend answers is logged as 499, not
+// as a gateway error.
+func TestClientGoneIsLogged499(t *testing.T) {
+	release := make(chan struct{})
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer origin.Close()
+	defer close(release)
+	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"slow.example.com"}, Backends: []config.Backend{{Addr: origin.Listener.Addr().String()}}}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://slow.example.com/wait", nil)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		cancel()
+	}()
+	if _, err := g.client(false).Do(req); err == nil {
+		t.Fatal("the request succeeded; want it cancelled")
+	}
+	eventually(t, "a 499 access-log line", func() bool { return strings.Contains(g.access.String(), `"GET slow.example.com /wait" 499`) })
+	if strings.Contains(g.logs.String(), "request failed") {
+		t.Error("a client leaving was logged as a backend failure")
 	}
 }

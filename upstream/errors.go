@@ -26,12 +26,9 @@ func (e *DialError) Error() string { return "upstream: connect to backend: " + e
 
 func (e *DialError) Unwrap() error { return e.Err }
 
-// Timeout reports whether the connect timed out, so that a DialError is a
-// net.Error like the error it wraps.
-func (e *DialError) Timeout() bool {
-	var ne net.Error
-	return errors.As(e.Err, &ne) && ne.Timeout()
-}
+// StatusClientClosedRequest is nginx's non-standard 499: the client closed
+// the connection before the response. It is only ever logged, never sent.
+const StatusClientClosedRequest = 499
 
 // StatusCode maps an error of the forwarding path to the status the client
 // gets. It is the only place that does, so error pages, access logs and

@@ -62,6 +62,12 @@ type ProxyConfig struct {
 	Now func() time.Time
 }
 
+var (
+	_ http.Handler        = (*Proxy)(nil)
+	_ http.RoundTripper   = retryTransport{}
+	_ httputil.BufferPool = (*bufferPool)(nil)
+)
+
 // Proxy forwards requests to one pool. It is immutable and safe for
 // concurrent use; a reload builds a new one.
 type Proxy struct {
@@ -186,12 +192,13 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	code := StatusCode(err)
 	if r.Context().Err() != nil {
-		// The client went away; nobody reads the page and it is not a
-		// backend problem.
+		// The client went away; nobody reads an answer and it is not a
+		// backend problem. 499 (nginx's "client closed request") is what
+		// the access log records, so 5xx alerts stay about backends.
 		if p.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 			p.log.WithError(err).Debug("upstream: client gone before the response")
 		}
-		p.pages.write(w, code)
+		w.WriteHeader(StatusClientClosedRequest)
 		return
 	}
 	fields := logrus.Fields{
@@ -204,7 +211,7 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 		fields["attempts"] = len(st.tried)
 		fields["backends"] = st.triedString()
 	}
-	p.log.WithFields(fields).WithError(err).Error("upstream: no backend answered")
+	p.log.WithFields(fields).WithError(err).Error("upstream: request failed")
 	p.pages.write(w, code)
 }
 

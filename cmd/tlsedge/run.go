@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 
 	"github.com/sirupsen/logrus"
 
@@ -33,6 +34,11 @@ func runServe(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer)
 	if err := srv.Listen(); err != nil {
 		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
 		return exitFailed
+	}
+	if stop, err := startProfiles(os.Getenv); err != nil {
+		log.WithError(err).Warn("profiling not started")
+	} else {
+		defer stop()
 	}
 	if err := srv.Serve(ctx); err != nil {
 		log.WithError(err).Error("server stopped")
@@ -90,4 +96,33 @@ func openAccessLog(where string, stdout io.Writer) (io.Writer, func(), error) {
 		return nil, nil, err
 	}
 	return f, func() { f.Close() }, nil
+}
+
+// startProfiles writes a CPU profile to $TLSEDGE_CPUPROFILE and a heap
+// profile to $TLSEDGE_MEMPROFILE when the process stops: how
+// docs/performance.md's profiles are taken (bench/profile.sh).
+func startProfiles(getenv func(string) string) (stop func(), err error) {
+	cpu, mem := getenv("TLSEDGE_CPUPROFILE"), getenv("TLSEDGE_MEMPROFILE")
+	var cpuFile *os.File
+	if cpu != "" {
+		if cpuFile, err = os.Create(cpu); err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(cpuFile); err != nil {
+			cpuFile.Close()
+			return nil, err
+		}
+	}
+	return func() {
+		if cpuFile != nil {
+			pprof.StopCPUProfile()
+			cpuFile.Close()
+		}
+		if mem != "" {
+			if f, err := os.Create(mem); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0) //nolint:errcheck // best effort at exit
+				f.Close()
+			}
+		}
+	}, nil
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package tlsedge
+
+const raceEnabled = false
