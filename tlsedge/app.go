@@ -53,7 +53,11 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 		if err != nil {
 			return nil, fmt.Errorf("sticky: %w", err)
 		}
-		h.sticky = newStickyCodec(app.Sticky.CookieName(), codec)
+		ids := make([]string, 0, len(app.Backends))
+		for _, b := range app.Backends {
+			ids = append(ids, b.ID)
+		}
+		h.sticky = newStickyCodec(app.Sticky.CookieName(), codec, ids)
 	}
 	return h, nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/tlsedge/tlsedge/session"
 )
@@ -13,10 +15,43 @@ type stickyCodec struct {
 	name   string
 	prefix string // name + "=", precomputed for the header scan
 	codec  *session.Codec
+	// fresh holds, per backend id, the last new-session cookie issued and
+	// the second it was issued in. A new session's cookie says only
+	// "backend X, issued at second T", so every new session pinned to X
+	// within one second can share one encoding: encryption and MAC run at
+	// most once per backend per second instead of once per new visitor.
+	// The map is built once; only the pointers change.
+	fresh map[string]*atomic.Pointer[freshCookie]
 }
 
-func newStickyCodec(name string, c *session.Codec) *stickyCodec {
-	return &stickyCodec{name: name, prefix: name + "=", codec: c}
+type freshCookie struct {
+	second int64
+	header string
+}
+
+func newStickyCodec(name string, c *session.Codec, backendIDs []string) *stickyCodec {
+	s := &stickyCodec{name: name, prefix: name + "=", codec: c, fresh: make(map[string]*atomic.Pointer[freshCookie], len(backendIDs))}
+	for _, id := range backendIDs {
+		s.fresh[id] = new(atomic.Pointer[freshCookie])
+	}
+	return s
+}
+
+// newSessionCookie returns the Set-Cookie value of a session beginning now
+// on backend id, shared with other sessions begun on it in the same second.
+func (s *stickyCodec) newSessionCookie(id string, now time.Time) (string, error) {
+	slot := s.fresh[id]
+	sec := now.Unix()
+	if slot != nil {
+		if c := slot.Load(); c != nil && c.second == sec {
+			return c.header, nil
+		}
+	}
+	v, err := s.codec.SetCookie(id, now)
+	if err == nil && slot != nil {
+		slot.Store(&freshCookie{second: sec, header: v})
+	}
+	return v, err
 }
 
 // readCookie finds the sticky cookie, decodes it into a backend hint, and
@@ -45,21 +80,25 @@ func (s *stickyCodec) setCookie(x *exchange) {
 	if chosen == nil {
 		return // tlsedge answered itself (502): nothing to pin to
 	}
-	issued := x.start
+	var v string
+	var err error
 	switch {
 	case x.hasTicket && chosen.ID() == x.ticket.BackendID:
 		x.sticky = stickyHit
 		if !s.codec.NeedsRefresh(x.ticket) {
 			return
 		}
-		issued = x.ticket.Issued // a refresh keeps the session's age
-	case x.hasTicket:
-		x.sticky = stickyRepin
-	}
-	v, err := s.codec.SetCookie(chosen.ID(), issued)
-	if errors.Is(err, session.ErrExpired) {
-		// The session's max age ran out during this request: start a new one.
-		v, err = s.codec.SetCookie(chosen.ID(), x.start)
+		// A refresh keeps the session's age.
+		v, err = s.codec.SetCookie(chosen.ID(), x.ticket.Issued)
+		if errors.Is(err, session.ErrExpired) {
+			// The session's max age ran out during this request: start a new one.
+			v, err = s.newSessionCookie(chosen.ID(), x.start)
+		}
+	default:
+		if x.hasTicket {
+			x.sticky = stickyRepin
+		}
+		v, err = s.newSessionCookie(chosen.ID(), x.start)
 	}
 	if err != nil {
 		x.app.log.WithError(err).Error("sticky cookie not set")

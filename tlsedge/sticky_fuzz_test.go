@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tlsedge/tlsedge/session"
 )
 
 func TestStripCookie(t *testing.T) {
@@ -66,4 +69,39 @@ func FuzzStripCookie(f *testing.F) {
 			t.Fatalf("other cookies lost: %d before, %d after (%q -> %q)", before, after, line, h["Cookie"])
 		}
 	})
+}
+
+func TestNewSessionCookieSharedWithinOneSecond(t *testing.T) {
+	codec, err := session.New(session.Config{Name: "s", Keys: []session.Key{session.GenerateKey()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStickyCodec("s", codec, []string{"a", "b"})
+	t0 := time.Now().Truncate(time.Second)
+	a1, _ := s.newSessionCookie("a", t0)
+	a2, _ := s.newSessionCookie("a", t0.Add(800*time.Millisecond))
+	b1, _ := s.newSessionCookie("b", t0)
+	a3, _ := s.newSessionCookie("a", t0.Add(time.Second))
+	if a1 != a2 {
+		t.Error("two new sessions on one backend in one second were encoded twice")
+	}
+	if a1 == b1 || a1 == a3 {
+		t.Error("a cookie was shared across backends or seconds")
+	}
+	for _, c := range []string{a1, b1, a3} {
+		v, _, _ := strings.Cut(strings.TrimPrefix(c, "s="), ";")
+		if _, err := codec.Decode(v); err != nil {
+			t.Errorf("shared cookie does not decode: %v", err)
+		}
+	}
+}
+
+func BenchmarkStickyNewSession(b *testing.B) {
+	codec, _ := session.New(session.Config{Name: "s", Keys: []session.Key{session.GenerateKey()}})
+	s := newStickyCodec("s", codec, []string{"a"})
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		s.newSessionCookie("a", now) //nolint:errcheck
+	}
 }
