@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -153,7 +152,12 @@ func (g *gateway) client(fresh bool) *http.Client {
 		},
 		TLSClientConfig:   &tls.Config{RootCAs: g.roots},
 		DisableKeepAlives: fresh,
-		ForceAttemptHTTP2: true,
+		// HTTP/1.1 (tlsedge's own server) by default; TLSEDGE_TEST_H2=1
+		// runs the same tests over HTTP/2 (net/http's server).
+		ForceAttemptHTTP2: useH2,
+	}
+	if !useH2 {
+		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	}
 	return &http.Client{
 		Transport:     tr,
@@ -209,4 +213,6 @@ func writeFile(t *testing.T, path string, data []byte) {
 	}
 }
 
-var errStop = errors.New("stop")
+// useH2 makes the test clients speak HTTP/2 (make test runs the package
+// once each way).
+var useH2 = os.Getenv("TLSEDGE_TEST_H2") != ""

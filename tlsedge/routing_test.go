@@ -149,17 +149,32 @@ func TestTLSPolicy(t *testing.T) {
 	}
 }
 
-func TestHTTP2Proxying(t *testing.T) {
+func TestBothProtocolsProxy(t *testing.T) {
 	b := startBackend(t, "b")
 	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"shop.example.com"}, Backends: []config.Backend{{Addr: b.addr()}}}}})
-	resp, body := get(t, g.client(false), "https://shop.example.com/h2", "")
-	if resp.ProtoMajor != 2 || body != "b /h2" {
-		t.Errorf("got %s %q; want HTTP/2 and the backend's body", resp.Proto, body)
+	for _, h2 := range []bool{false, true} {
+		c := g.client(false)
+		tr := c.Transport.(*http.Transport)
+		tr.ForceAttemptHTTP2 = h2
+		tr.TLSClientConfig.NextProtos = nil
+		if !h2 {
+			tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+		}
+		resp, body := get(t, c, "https://shop.example.com/p", "")
+		want := 1
+		if h2 {
+			want = 2
+		}
+		if resp.ProtoMajor != want || body != "b /p" || resp.Header.Get("X-Backend") != "b" {
+			t.Errorf("got %s %q; want HTTP/%d and the backend's body", resp.Proto, body, want)
+		}
 	}
 }
 
 // A client that leaves before the backend answers is logged as 499, not
-// as a gateway error.
+// as a gateway error. Over HTTP/2 the stream reset is seen at once; the
+// HTTP/1.1 server does not watch an idle client while the backend thinks
+// (no background read per request), so it notices on the response.
 func TestClientGoneIsLogged499(t *testing.T) {
 	release := make(chan struct{})
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -177,7 +192,10 @@ func TestClientGoneIsLogged499(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		cancel()
 	}()
-	if _, err := g.client(false).Do(req); err == nil {
+	c := g.client(false)
+	c.Transport.(*http.Transport).ForceAttemptHTTP2 = true
+	c.Transport.(*http.Transport).TLSClientConfig.NextProtos = nil
+	if _, err := c.Do(req); err == nil {
 		t.Fatal("the request succeeded; want it cancelled")
 	}
 	eventually(t, "a 499 access-log line", func() bool { return strings.Contains(g.access.String(), `"GET slow.example.com /wait" 499`) })

@@ -52,9 +52,16 @@ type Server struct {
 	access   *accessLog
 
 	tlsLn, httpLn net.Listener
-	tlsSrv        *http.Server
+	tlsSrv        *http.Server // HTTP/2 only; HTTP/1.1 is served by serveH1
 	httpSrv       *http.Server
+	handler       http.Handler // routes a request to its app
+
+	shuttingDown atomic.Bool
+	conns        connTracker
+	dates        dateCache
 }
+
+const debugLevel = logrus.DebugLevel
 
 // New compiles the configuration completely — certificates, keys, routes,
 // pools — and opens nothing. Any error names what is wrong; a Server is
@@ -77,6 +84,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.snap.Store(snap)
+	s.handler = http.HandlerFunc(s.serveHTTPS)
 	s.tlsConf = s.newTLSConfig()
 	s.tickets, err = newTicketRotator(s.tlsConf, opts.TicketPeriod, opts.Log.WithField("component", "tls"))
 	if err != nil {
@@ -169,7 +177,7 @@ func (s *Server) Serve(ctx context.Context) error {
 
 	errLog := newStdLogger(s.opts.Log.WithField("component", "http"))
 	s.tlsSrv = &http.Server{
-		Handler:           http.HandlerFunc(s.serveHTTPS),
+		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -177,9 +185,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		TLSConfig:         s.tlsConf,
 	}
 	s.tlsSrv.SetKeepAlivesEnabled(true)
-	errc := make(chan error, 2)
-	tlsLn := tls.NewListener(s.tlsLn, s.tlsConf)
-	go func() { errc <- serveErr(s.tlsSrv.Serve(tlsLn)) }()
+	errc := make(chan error, 3)
+	h2ln := newConnListener(s.tlsLn.Addr())
+	go func() { errc <- serveErr(s.tlsSrv.Serve(h2ln)) }()
+	connCtx, cancelConns := context.WithCancel(context.Background())
+	defer cancelConns()
+	go func() { errc <- s.acceptLoop(connCtx, s.tlsLn, h2ln) }()
 	if s.httpLn != nil {
 		s.httpSrv = &http.Server{
 			Handler:           http.HandlerFunc(s.serveRedirect),
@@ -198,11 +209,23 @@ func (s *Server) Serve(ctx context.Context) error {
 	case err = <-errc:
 	}
 	s.log.Info("shutting down: no new connections, finishing requests in flight")
+	s.shuttingDown.Store(true)
+	s.tlsLn.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if e := s.tlsSrv.Shutdown(sctx); e != nil {
-		s.log.WithError(e).Warn("requests still in flight at the shutdown deadline were cut")
+	var wg2 sync.WaitGroup
+	wg2.Add(1)
+	go func() {
+		defer wg2.Done()
+		if e := s.tlsSrv.Shutdown(sctx); e != nil {
+			s.log.WithError(e).Warn("HTTP/2 requests still in flight at the shutdown deadline were cut")
+		}
+	}()
+	if e := s.waitConns(sctx); e != nil {
+		s.log.WithError(e).Warn("HTTP/1.1 requests still in flight at the shutdown deadline were cut")
 	}
+	wg2.Wait()
+	cancelConns()
 	if s.httpSrv != nil {
 		s.httpSrv.Shutdown(sctx) //nolint:errcheck // redirects are instant
 	}

@@ -1,0 +1,120 @@
+package tlsedge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// acceptLoop accepts TLS connections until the listener closes. Each gets
+// its own goroutine for the handshake; ALPN then decides who serves it:
+// "h2" goes to net/http's HTTP/2 server, everything else to serveH1.
+func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, h2 *connListener) error {
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shuttingDown.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: wait, as net/http does.
+			if ne, ok := err.(net.Error); ok && ne.Timeout() || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.WithError(err).Warnf("accept failed; retrying in %v", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		go s.handshake(ctx, nc, h2)
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// handshake completes TLS within handshakeTimeout and dispatches by ALPN.
+func (s *Server) handshake(ctx context.Context, nc net.Conn, h2 *connListener) {
+	tc := tls.Server(nc, s.tlsConf)
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		if s.log.Logger.IsLevelEnabled(debugLevel) {
+			s.log.WithError(err).WithField("client", nc.RemoteAddr().String()).Debug("TLS handshake failed")
+		}
+		nc.Close()
+		return
+	}
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		if !h2.push(tc) {
+			tc.Close()
+		}
+		return
+	}
+	s.serveH1(ctx, tc)
+}
+
+// connListener is a net.Listener fed by the accept loop: net/http's server
+// serves the HTTP/2 connections it is handed, already handshaken.
+type connListener struct {
+	addr   net.Addr
+	ch     chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newConnListener(addr net.Addr) *connListener {
+	return &connListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *connListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.closed.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return l.addr }
+
+// logRefused records a refused request head in the access log and, at
+// debug level, the reason.
+func (s *Server) logRefused(r *http.Request, he *headError) {
+	if s.log.Logger.IsLevelEnabled(debugLevel) {
+		s.log.WithField("client", r.RemoteAddr).WithField("status", he.status).Debug(he.reason)
+	}
+	if s.access == nil {
+		return
+	}
+	e := accessEntry{Time: time.Now(), ClientIP: clientIP(r), Method: r.Method, Host: r.Host, Status: he.status}
+	if r.URL != nil {
+		e.Path = r.URL.Path
+	}
+	if r.TLS != nil {
+		e.TLS = r.TLS.Version
+	}
+	s.access.Log(e)
+}

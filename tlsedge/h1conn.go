@@ -1,0 +1,258 @@
+package tlsedge
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The HTTP/1.1 frontend. net/http's server costs a goroutine hand-off and
+// a background read per request and allocates its request anew each
+// time; on the hot path of a proxy that is most of the CPU (see
+// docs/performance.md). This loop parses strictly into one reused
+// http.Request per connection and hands it to the same http.Handler chain
+// as HTTP/2, which stays with net/http.
+
+// Frontend timeouts.
+const (
+	handshakeTimeout  = 10 * time.Second
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 120 * time.Second
+	// maxDrain is how much of an unread request body is read away so the
+	// connection can carry the next request (net/http uses 256 KiB).
+	maxDrain = 256 << 10
+)
+
+// h1Conn is one client connection speaking HTTP/1.x.
+type h1Conn struct {
+	srv     *Server
+	nc      net.Conn // the *tls.Conn
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	hr      headReader
+	req     http.Request
+	url     url.URL
+	base    http.Request // carries the connection's context into req
+	hdr     http.Header
+	body    h1Body
+	head    requestHead
+	w       h1Writer
+	tlsInfo *tls.ConnectionState
+	active  atomic.Bool // a request is being served
+}
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 8<<10) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8<<10) }}
+)
+
+// serveH1 runs the request loop of one connection until it closes.
+func (s *Server) serveH1(ctx context.Context, tc *tls.Conn) {
+	c := &h1Conn{srv: s, nc: tc, hdr: make(http.Header, 16)}
+	st := tc.ConnectionState()
+	c.tlsInfo = &st
+	c.base = *(&http.Request{RemoteAddr: tc.RemoteAddr().String(), TLS: c.tlsInfo}).WithContext(ctx)
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(tc)
+	c.bw = writerPool.Get().(*bufio.Writer)
+	c.bw.Reset(tc)
+	c.w.conn, c.w.bw, c.w.hdr = c, c.bw, make(http.Header, 16)
+	c.hr.br = c.br
+
+	s.trackConn(c, true)
+	hijacked := false
+	defer func() {
+		s.trackConn(c, false)
+		if !hijacked {
+			tc.Close()
+			c.br.Reset(nil)
+			c.bw.Reset(nil)
+			readerPool.Put(c.br)
+			writerPool.Put(c.bw)
+		}
+	}()
+	for {
+		if !c.waitRequest() {
+			return
+		}
+		keep, hj := c.serveOne()
+		if hj {
+			hijacked = true
+			return
+		}
+		c.active.Store(false)
+		if !keep || s.shuttingDown.Load() {
+			return
+		}
+	}
+}
+
+// waitRequest waits for the first byte of the next request, up to the
+// idle timeout, and reports whether one came.
+func (c *h1Conn) waitRequest() bool {
+	if c.srv.shuttingDown.Load() {
+		return false
+	}
+	if c.br.Buffered() == 0 {
+		c.nc.SetReadDeadline(time.Now().Add(idleTimeout)) //nolint:errcheck // a dead conn fails the read
+		if _, err := c.br.Peek(1); err != nil {
+			return false
+		}
+	}
+	c.active.Store(true)
+	if c.srv.shuttingDown.Load() {
+		return false
+	}
+	return true
+}
+
+// serveOne reads and answers one request. keep reports whether the
+// connection may carry another; hijacked that the handler took it.
+func (c *h1Conn) serveOne() (keep, hijacked bool) {
+	c.nc.SetReadDeadline(time.Now().Add(readHeaderTimeout)) //nolint:errcheck
+	r := &c.req
+	*r = c.base
+	c.url = url.URL{}
+	r.URL = &c.url
+	clear(c.hdr)
+	r.Header = c.hdr
+	c.head = requestHead{}
+	if err := c.hr.read(r, &c.head); err != nil {
+		c.refuse(err)
+		return false, false
+	}
+	c.nc.SetReadDeadline(time.Time{}) //nolint:errcheck // body reads are bounded by the handler
+	var cont func() error
+	if c.head.expect100 {
+		cont = c.sendContinue
+	}
+	c.body.reset(c.br, &c.head, cont)
+	if c.head.length != 0 {
+		r.Body = &c.body
+	} else {
+		r.Body = http.NoBody
+	}
+	c.w.reset(r.Method == http.MethodHead, !c.head.keepAlive)
+	if !c.serveHandler(r) {
+		return false, false
+	}
+	if c.w.hijacked {
+		return false, true
+	}
+	keep = c.w.finish()
+	if keep && !c.body.drain(maxDrain) {
+		keep = false
+	}
+	return keep, false
+}
+
+// serveHandler runs the handler chain; a panic is logged with its stack and
+// ends the connection, as net/http does.
+func (c *h1Conn) serveHandler(r *http.Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				return
+			}
+			c.srv.log.WithField("panic", p).WithField("stack", string(debug.Stack())).Error("handler panic; connection closed")
+			ok = false
+		}
+	}()
+	c.srv.handler.ServeHTTP(&c.w, r)
+	return true
+}
+
+// sendContinue answers "Expect: 100-continue" when the handler first reads
+// the body, so a client that is refused never sends it.
+func (c *h1Conn) sendContinue() error {
+	if c.w.wroteHeader {
+		return nil
+	}
+	if _, err := c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+		return err
+	}
+	return c.bw.Flush()
+}
+
+// refuse answers a request head that was not accepted, then the caller
+// closes. A read error (timeout, client gone) gets no answer.
+func (c *h1Conn) refuse(err error) {
+	he, ok := err.(*headError)
+	if !ok {
+		return
+	}
+	c.w.reset(false, true)
+	c.srv.logRefused(&c.req, he)
+	writePage(&c.w, he.status, http.StatusText(he.status), "The request was malformed and was not forwarded.")
+	c.w.finish()
+}
+
+// connTracker knows the live HTTP/1.1 connections, for a graceful shutdown.
+// Its lock is taken when a connection opens or closes, never per request.
+type connTracker struct {
+	mu    sync.Mutex
+	conns map[*h1Conn]struct{}
+}
+
+func (s *Server) trackConn(c *h1Conn, add bool) {
+	t := &s.conns
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.conns == nil {
+		t.conns = map[*h1Conn]struct{}{}
+	}
+	if add {
+		t.conns[c] = struct{}{}
+	} else {
+		delete(t.conns, c)
+	}
+}
+
+// closeIdle wakes every connection waiting for a request so that it sees
+// the shutdown flag and closes; busy ones close after their response. It
+// returns how many connections are left.
+func (s *Server) closeIdle() int {
+	t := &s.conns
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.conns {
+		if !c.active.Load() {
+			c.nc.SetReadDeadline(time.Now()) //nolint:errcheck
+		}
+	}
+	return len(t.conns)
+}
+
+// closeAll cuts every remaining connection (the grace period is over).
+func (s *Server) closeAll() {
+	t := &s.conns
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.conns {
+		c.nc.Close()
+	}
+}
+
+// waitConns waits until every HTTP/1.1 connection has closed, or cuts
+// the rest when ctx ends. It polls: shutdown is rare and a connection
+// closing must not pay for signalling it.
+func (s *Server) waitConns(ctx context.Context) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for s.closeIdle() > 0 {
+		select {
+		case <-ctx.Done():
+			s.closeAll()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}

@@ -1,0 +1,301 @@
+package tlsedge
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// h1Writer is the http.ResponseWriter of the HTTP/1.1 frontend. One is
+// reused per connection. It frames the body the way the handler's headers
+// say: Content-Length when set, chunked otherwise (close-delimited for
+// HTTP/1.0 clients), nothing for HEAD, 1xx, 204 and 304.
+type h1Writer struct {
+	conn *h1Conn
+	bw   *bufio.Writer
+	hdr  http.Header
+
+	status      int
+	wroteHeader bool
+	head        bool // the request was HEAD: no body bytes
+	chunked     bool
+	noBody      bool
+	declared    int64 // Content-Length the handler set, -1 for none
+	written     int64
+	closeAfter  bool // send Connection: close and end the connection
+	hijacked    bool
+	err         error // first write error: the client is gone
+	scratch     []byte
+}
+
+var (
+	errTooMuchBody                     = errors.New("http: wrote more than the declared Content-Length")
+	errHijacked                        = errors.New("http: connection has been hijacked")
+	errClientGoneW                     = errors.New("http: client connection broken")
+	_              http.ResponseWriter = (*h1Writer)(nil)
+	_              http.Flusher        = (*h1Writer)(nil)
+	_              http.Hijacker       = (*h1Writer)(nil)
+)
+
+func (w *h1Writer) reset(head bool, closeAfter bool) {
+	clear(w.hdr)
+	w.status, w.wroteHeader, w.head = 0, false, head
+	w.chunked, w.noBody, w.declared, w.written = false, false, -1, 0
+	w.closeAfter, w.hijacked, w.err = closeAfter, false, nil
+}
+
+func (w *h1Writer) Header() http.Header { return w.hdr }
+
+func (w *h1Writer) WriteHeader(code int) {
+	if w.wroteHeader || w.hijacked {
+		return
+	}
+	if code < 100 || code > 999 {
+		code = http.StatusInternalServerError
+	}
+	if code < 200 {
+		if code == http.StatusSwitchingProtocols {
+			// Only a hijacker answers 101; through WriteHeader it would
+			// leave the connection in an undefined state.
+			return
+		}
+		w.writeInterim(code)
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	h := w.hdr
+	w.declared = -1
+	if cl := h["Content-Length"]; len(cl) == 1 {
+		if n, ok := parseContentLength(cl[0]); ok {
+			w.declared = n
+		} else {
+			delete(h, "Content-Length")
+		}
+	} else if len(cl) > 1 {
+		delete(h, "Content-Length")
+	}
+	switch {
+	case code == http.StatusNoContent || code == http.StatusNotModified:
+		w.noBody = true
+		delete(h, "Transfer-Encoding")
+		if code == http.StatusNoContent {
+			delete(h, "Content-Length")
+		}
+	case w.head:
+		w.noBody = true
+	case w.declared >= 0:
+		delete(h, "Transfer-Encoding")
+	case w.conn.req.ProtoMinor == 1:
+		w.chunked = true
+		h["Transfer-Encoding"] = chunkedTE
+	default:
+		w.closeAfter = true // HTTP/1.0 without a length: the close ends the body
+	}
+	if w.conn.srv.shuttingDown.Load() {
+		w.closeAfter = true
+	}
+	b := w.scratch[:0]
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(code)...)
+	b = append(b, "\r\n"...)
+	if _, ok := h["Date"]; !ok {
+		b = append(b, "Date: "...)
+		b = append(b, w.conn.srv.dates.now()...)
+		b = append(b, "\r\n"...)
+	}
+	if w.closeAfter {
+		delete(h, "Connection")
+		b = append(b, "Connection: close\r\n"...)
+	} else if w.conn.req.ProtoMinor == 0 {
+		b = append(b, "Connection: keep-alive\r\n"...)
+	}
+	b = appendHeaderFields(b, h)
+	b = append(b, "\r\n"...)
+	w.scratch = b
+	w.write(b)
+}
+
+// writeInterim sends a 1xx answer (103 Early Hints) with the current headers.
+func (w *h1Writer) writeInterim(code int) {
+	b := w.scratch[:0]
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(code)...)
+	b = append(b, "\r\n"...)
+	b = appendHeaderFields(b, w.hdr)
+	b = append(b, "\r\n"...)
+	w.scratch = b
+	w.write(b)
+	w.flush()
+}
+
+// appendHeaderFields serialises h, dropping fields whose names or values
+// could split the response (a backend's CR/LF must not reach the client).
+func appendHeaderFields(b []byte, h http.Header) []byte {
+	for k, vs := range h {
+		if !isToken(k) || k == "Connection" && len(vs) == 0 {
+			continue
+		}
+		for _, v := range vs {
+			if !safeHeaderValue(v) {
+				continue
+			}
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
+}
+
+func safeHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *h1Writer) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return 0, errHijacked
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.noBody || len(p) == 0 {
+		return len(p), nil
+	}
+	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+		return 0, errTooMuchBody
+	}
+	w.written += int64(len(p))
+	if w.chunked {
+		var hexbuf [18]byte
+		hb := strconv.AppendInt(hexbuf[:0], int64(len(p)), 16)
+		hb = append(hb, '\r', '\n')
+		w.write(hb)
+		w.write(p)
+		w.write(crlf)
+	} else {
+		w.write(p)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+var crlf = []byte("\r\n")
+
+func (w *h1Writer) write(p []byte) {
+	if w.err != nil {
+		return
+	}
+	if _, err := w.bw.Write(p); err != nil {
+		w.err = errClientGoneW
+	}
+}
+
+func (w *h1Writer) flush() {
+	if w.err == nil {
+		if err := w.bw.Flush(); err != nil {
+			w.err = errClientGoneW
+		}
+	}
+}
+
+// Flush sends what is buffered (streaming responses, server-sent events).
+func (w *h1Writer) Flush() { _ = w.FlushError() }
+
+// FlushError is Flush reporting a broken client; http.ResponseController
+// prefers it.
+func (w *h1Writer) FlushError() error {
+	if w.hijacked {
+		return errHijacked
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.flush()
+	return w.err
+}
+
+// Hijack hands the connection to the handler (WebSocket upgrades through
+// the proxy). The connection loop forgets it.
+func (w *h1Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.wroteHeader {
+		return nil, nil, errors.New("http: Hijack after WriteHeader")
+	}
+	if w.hijacked {
+		return nil, nil, errHijacked
+	}
+	w.hijacked = true
+	w.flush()
+	return w.conn.nc, bufio.NewReadWriter(w.conn.br, w.bw), nil
+}
+
+// finish completes the response after the handler returned and reports
+// whether the connection can carry another request.
+func (w *h1Writer) finish() bool {
+	if w.hijacked {
+		return false
+	}
+	if !w.wroteHeader {
+		if w.declared < 0 && w.hdr["Content-Length"] == nil && !w.head {
+			w.hdr["Content-Length"] = zeroLength
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.chunked {
+		w.write(lastChunk)
+	}
+	w.flush()
+	if w.err != nil {
+		return false
+	}
+	if w.declared >= 0 && !w.noBody && w.written < w.declared {
+		// The handler wrote less than it declared (a backend cut the body
+		// short): the framing is broken, only a close tells the client.
+		return false
+	}
+	return !w.closeAfter
+}
+
+var (
+	zeroLength = []string{"0"}
+	lastChunk  = []byte("0\r\n\r\n")
+)
+
+// dateCache formats the Date header at most once per second.
+type dateCache struct{ p atomic.Pointer[cachedDate] }
+
+type cachedDate struct {
+	sec  int64
+	text string
+}
+
+// now returns the current time in IMF-fixdate.
+func (c *dateCache) now() string {
+	t := time.Now()
+	sec := t.Unix()
+	if d := c.p.Load(); d != nil && d.sec == sec {
+		return d.text
+	}
+	d := &cachedDate{sec: sec, text: t.UTC().Format(http.TimeFormat)}
+	c.p.Store(d)
+	return d.text
+}
