@@ -21,7 +21,8 @@ FUZZ_TARGETS := \
 	./session:FuzzLoadKeyFile \
 	./certs:FuzzLoadPair \
 	./certs:FuzzHostName \
-	./tlsedge:FuzzStripCookie
+	./tlsedge:FuzzStripCookie \
+	./tlsedge:FuzzRequestHead
 
 .PHONY: build demo test test-deps vet unit fuzz bench lint clean
 
@@ -47,6 +48,8 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
+	@echo "the end-to-end tests again with HTTP/2 clients (net/http's server instead of ours):"
+	TLSEDGE_TEST_H2=1 $(GO) test -race -count=1 ./tlsedge/
 	@echo "1 GiB streaming tests without -race (the heap bound is asserted there):"
 	TLSEDGE_FULL_STREAM=1 $(GO) test -count=1 -timeout 15m -run 'GiB' ./upstream/ ./tlsedge/
 

@@ -58,9 +58,9 @@ func (w *h1Writer) WriteHeader(code int) {
 		code = http.StatusInternalServerError
 	}
 	if code < 200 {
-		if code == http.StatusSwitchingProtocols {
-			// Only a hijacker answers 101; through WriteHeader it would
-			// leave the connection in an undefined state.
+		if code == http.StatusSwitchingProtocols || code == http.StatusContinue {
+			// Only a hijacker answers 101. 100 Continue is ours to send
+			// (when the handler reads the body), never a backend's.
 			return
 		}
 		w.writeInterim(code)
