@@ -144,7 +144,7 @@ func (a *App) validate(routes map[string]string) []error {
 	if !strings.HasPrefix(a.Path, "/") {
 		add("path", a.Path, errors.New("a path prefix starts with /"))
 	} else if strings.ContainsAny(a.Path, "?#% \t") || strings.Contains(a.Path, "//") || strings.Contains(a.Path, "/../") || strings.HasSuffix(a.Path, "/..") {
-		add("path", a.Path, errors.New("a path prefix is a plain path: no query, fragment, escapes, spaces, // or .."))
+		add("path", a.Path, errors.New("a path prefix is a plain path: no query, fragment, escapes, spaces, // or .. segments"))
 	}
 	if len(a.Backends) == 0 {
 		add("backends", "", errors.New("an app needs at least one backend"))

@@ -19,9 +19,8 @@ type h1Body struct {
 }
 
 var (
-	errBodyTooShort  = errors.New("request body: connection closed before Content-Length bytes")
-	errBadChunk      = errors.New("request body: malformed chunked encoding")
-	errBodyAfterDone = errors.New("request body: read after the handler returned")
+	errBodyTooShort = errors.New("request body: connection closed before Content-Length bytes")
+	errBadChunk     = errors.New("request body: malformed chunked encoding")
 )
 
 // maxChunkLine bounds a chunk-size line with extensions (HAProxy and nginx

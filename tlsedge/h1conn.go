@@ -107,10 +107,7 @@ func (c *h1Conn) waitRequest() bool {
 		}
 	}
 	c.active.Store(true)
-	if c.srv.shuttingDown.Load() {
-		return false
-	}
-	return true
+	return !c.srv.shuttingDown.Load()
 }
 
 // serveOne reads and answers one request. keep reports whether the

@@ -64,7 +64,9 @@ func TestRedirectToHTTPS(t *testing.T) {
 	httpAddr := g.srv.HTTPAddr().String()
 	_, tlsPort, _ := net.SplitHostPort(g.srv.TLSAddr().String())
 	c := &http.Client{
-		Transport:     &http.Transport{Dial: func(network, _ string) (net.Conn, error) { return net.Dial(network, httpAddr) }},
+		Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, httpAddr)
+		}},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	for _, tt := range []struct{ method, url, want string }{
