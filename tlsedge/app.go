@@ -22,6 +22,7 @@ type appHandler struct {
 	sticky *stickyCodec // nil when the app is not sticky
 	access *accessLog
 	log    *logrus.Entry
+	now    func() time.Time
 }
 
 func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d compileDeps) (*appHandler, error) {
@@ -42,13 +43,18 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 	if err != nil {
 		return nil, err
 	}
-	h := &appHandler{cfg: app, pool: pool, proxy: proxy, access: d.access, log: log}
+	now := d.now
+	if now == nil {
+		now = time.Now
+	}
+	h := &appHandler{cfg: app, pool: pool, proxy: proxy, access: d.access, log: log, now: now}
 	if app.Sticky != nil {
 		codec, err := session.New(session.Config{
 			Name:   app.Sticky.CookieName(),
 			Keys:   keys,
 			MaxAge: app.StickyMaxAge.D(),
 			Idle:   app.StickyIdle.D(),
+			Now:    d.now,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("sticky: %w", err)
@@ -63,7 +69,7 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 }
 
 func (a *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	x := exchange{w: w, app: a, start: time.Now()}
+	x := exchange{w: w, app: a, start: a.now()}
 	if a.sticky != nil {
 		x.readCookie(r)
 	}
@@ -82,7 +88,7 @@ func (a *appHandler) logAccess(x *exchange, r *http.Request) {
 		Path:     r.URL.Path,
 		Status:   x.status,
 		Bytes:    x.bytes,
-		Duration: time.Since(x.start),
+		Duration: a.now().Sub(x.start),
 		App:      a.cfg.Name,
 		Sticky:   x.sticky,
 	}

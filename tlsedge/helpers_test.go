@@ -86,6 +86,13 @@ func (s *syncBuffer) String() string {
 // default to loopback port 0 and the state dir to a temp dir.
 func startGateway(t *testing.T, cfg *config.Config) *gateway {
 	t.Helper()
+	return startGatewayWith(t, cfg, Options{})
+}
+
+// startGatewayWith is startGateway with options (a clock, say); the log and
+// access log are the test's.
+func startGatewayWith(t *testing.T, cfg *config.Config, opts Options) *gateway {
+	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
@@ -103,7 +110,8 @@ func startGateway(t *testing.T, cfg *config.Config) *gateway {
 	log := logrus.New()
 	log.Out = io.MultiWriter(g.logs, testWriter{t})
 	log.SetLevel(logrus.DebugLevel)
-	srv, err := New(cfg, Options{Log: log, AccessLog: g.access, CertPollInterval: 20 * time.Millisecond})
+	opts.Log, opts.AccessLog, opts.CertPollInterval = log, g.access, 20*time.Millisecond
+	srv, err := New(cfg, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

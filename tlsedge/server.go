@@ -37,6 +37,9 @@ type Options struct {
 	// CertPollInterval is how often certificate files are checked for
 	// changes (default 2s).
 	CertPollInterval time.Duration
+	// Now is the clock for sticky-cookie lifetimes (default time.Now);
+	// tests move it instead of sleeping.
+	Now func() time.Time
 }
 
 // Server is one running tlsedge. Build it with New, open its sockets with

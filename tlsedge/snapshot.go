@@ -43,6 +43,7 @@ type compileDeps struct {
 	stickyKeys   func(path string) ([]session.Key, error)
 	localCA      bool // false in `check`: describe the CA, create nothing
 	caLeafExpiry time.Duration
+	now          func() time.Time
 }
 
 func (s *Server) compileDeps() compileDeps {
@@ -53,6 +54,7 @@ func (s *Server) compileDeps() compileDeps {
 		certPoll:   s.opts.CertPollInterval,
 		stickyKeys: session.LoadOrCreateKeyFile,
 		localCA:    true,
+		now:        s.opts.Now,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -299,5 +300,71 @@ func TestStickyKeyFileGeneratedOnce(t *testing.T) {
 	resp, _ = get(t, g2.client(true), stickyURL, cookie)
 	if sc := stickyCookie(t, resp); sc != "" {
 		t.Errorf("after a restart the cookie was replaced (%q): the key was not kept", sc)
+	}
+}
+
+// fakeClock is a settable clock for sticky lifetimes.
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) Now() time.Time       { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Add(d time.Duration)  { c.ns.Add(int64(d)) }
+func newFakeClock(t time.Time) *fakeClock { c := &fakeClock{}; c.ns.Store(t.UnixNano()); return c }
+
+func TestStickyLifetimesCheckedByTheGateway(t *testing.T) {
+	bs := threeBackends(t)
+	keyFile := filepath.Join(t.TempDir(), "keys")
+	writeKeys(t, keyFile, session.GenerateKey())
+	cfg := stickyConfig(keyFile, bs...)
+	cfg.Apps[0].StickyMaxAge = config.Duration(time.Hour)
+	cfg.Apps[0].StickyIdle = config.Duration(10 * time.Minute)
+	clock := newFakeClock(time.Now())
+	g := startGatewayWith(t, cfg, Options{Now: clock.Now})
+	keys, _ := session.LoadKeyFile(keyFile)
+	codec, _ := session.New(session.Config{Name: config.DefaultStickyName, Keys: keys, Now: clock.Now})
+	decode := func(cookie string) session.Ticket {
+		t.Helper()
+		tk, err := codec.Decode(strings.TrimPrefix(cookie, config.DefaultStickyName+"="))
+		if err != nil {
+			t.Fatalf("cookie %q: %v", cookie, err)
+		}
+		return tk
+	}
+	c := g.client(true)
+	start := clock.Now()
+	resp, _ := get(t, c, stickyURL, "")
+	cookie, pinned := stickyCookie(t, resp), resp.Header.Get("X-Backend")
+
+	// Every 5 minutes (less than the 10-minute idle limit) the session
+	// stays pinned, and the cookie is refreshed keeping its issue time.
+	for i := 1; i <= 11; i++ {
+		clock.Add(5 * time.Minute)
+		resp, _ := get(t, c, stickyURL, cookie)
+		if got := resp.Header.Get("X-Backend"); got != pinned {
+			t.Fatalf("after %d min the session moved from %s to %s", 5*i, pinned, got)
+		}
+		if fresh := stickyCookie(t, resp); fresh != "" {
+			if tk := decode(fresh); tk.Issued.Unix() != start.Unix() {
+				t.Fatalf("refresh changed the issue time: %v, want %v", tk.Issued, start)
+			}
+			cookie = fresh
+		}
+	}
+	// 60 minutes in: the next request passes the 1-hour max age, however
+	// fresh the cookie: a new session starts.
+	clock.Add(5 * time.Minute)
+	resp, _ = get(t, c, stickyURL, cookie)
+	fresh := stickyCookie(t, resp)
+	if fresh == "" || !decode(fresh).Issued.After(start) {
+		t.Fatalf("a cookie past sticky_max_age still pinned (Set-Cookie %q)", fresh)
+	}
+	// Idle: 11 minutes without a request ends the session.
+	clock.Add(11 * time.Minute)
+	resp, _ = get(t, c, stickyURL, fresh)
+	again := stickyCookie(t, resp)
+	if again == "" || decode(again).Issued.Unix() != clock.Now().Unix() {
+		t.Fatalf("a cookie idle past sticky_idle still pinned (Set-Cookie %q)", again)
+	}
+	if !strings.Contains(resp.Header.Get("Set-Cookie"), "Max-Age=") {
+		t.Errorf("with lifetimes the cookie should carry Max-Age: %q", resp.Header.Get("Set-Cookie"))
 	}
 }
