@@ -22,7 +22,9 @@ FUZZ_TARGETS := \
 	./certs:FuzzLoadPair \
 	./certs:FuzzHostName \
 	./tlsedge:FuzzStripCookie \
-	./tlsedge:FuzzRequestHead
+	./tlsedge:FuzzRequestHead \
+	./upstream:FuzzReadResponseHead \
+	./upstream:FuzzChunkedBody
 
 .PHONY: build demo test test-deps vet unit fuzz bench lint clean
 

@@ -11,6 +11,7 @@ SCEN=${1:-S1}; shift || true
 OUT=${OUT:-/tmp/tlsedge-profile}
 DUR=${DUR:-8}
 STICKY=${STICKY:-1}
+TLSEDGE_BIN=${TLSEDGE_BIN:-$REPO/bin/tlsedge}
 PROXY_CPU=${PROXY_CPU:-0} LOADER_CPU=${LOADER_CPU:-1}
 export LOADER_CPU
 rm -rf "$OUT"; mkdir -p "$OUT"
@@ -21,7 +22,7 @@ trap '"$BENCH_DIR/backend/backend.sh" stop; stop_pidfile "$OUT/proxy.pid" 2>/dev
 app="127.0.0.1=127.0.0.1:9001,127.0.0.1:9002"
 [[ $STICKY == 0 ]] || app+=";sticky"
 WORKDIR=$OUT TLSEDGE_CPUPROFILE=$OUT/cpu.prof TLSEDGE_MEMPROFILE=$OUT/mem.prof GOMAXPROCS=1 \
-	start_bg proxy "$PROXY_CPU" "$REPO/bin/tlsedge" run --listen 127.0.0.1:8443 --http-listen off \
+	start_bg proxy "$PROXY_CPU" "$TLSEDGE_BIN" run --listen 127.0.0.1:8443 --http-listen off \
 	--cert "$OUT/certs/ecdsa.crt" --key "$OUT/certs/ecdsa.key" --state-dir "$OUT/state" \
 	--access-log "$OUT/access.log" --log-level warn --app "$app" "$@"
 wait_port 8443
@@ -35,6 +36,6 @@ S2) timeout $((DUR + 10)) taskset -c "$LOADER_CPU" "$BIN_DIR/hsload" -h 2>&1 | h
 esac
 stop_pidfile "$OUT/proxy.pid"
 trap '"$BENCH_DIR/backend/backend.sh" stop' EXIT
-go tool pprof -top -nodecount=35 "$REPO/bin/tlsedge" "$OUT/cpu.prof" 2>/dev/null | head -45
+go tool pprof -top -nodecount=35 "$TLSEDGE_BIN" "$OUT/cpu.prof" 2>/dev/null | head -45
 echo "--- allocations (alloc_space) ---"
-go tool pprof -sample_index=alloc_space -top -nodecount=15 "$REPO/bin/tlsedge" "$OUT/mem.prof" 2>/dev/null | sed -n 5,22p
+go tool pprof -sample_index=alloc_space -top -nodecount=15 "$TLSEDGE_BIN" "$OUT/mem.prof" 2>/dev/null | sed -n 5,22p

@@ -239,3 +239,23 @@ func FuzzRequestHead(f *testing.F) {
 		}
 	})
 }
+
+func TestH1TrailersPassThrough(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		w.WriteHeader(200)
+		io.WriteString(w, "body") //nolint:errcheck
+		w.(http.Flusher).Flush()
+		w.Header().Set("X-Sum", "42")
+		w.Header().Set(http.TrailerPrefix+"X-Late", "yes")
+	}))
+	defer origin.Close()
+	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"raw.example.com"}, Backends: []config.Backend{{Addr: origin.Listener.Addr().String()}}}}})
+	resp, body := get(t, g.client(false), "https://raw.example.com/t", "")
+	if body != "body" || resp.Trailer.Get("X-Sum") != "42" || resp.Trailer.Get("X-Late") != "yes" {
+		t.Errorf("body %q, trailers %v (proto %s)", body, resp.Trailer, resp.Proto)
+	}
+	if resp.Header.Get("X-Sum") != "" {
+		t.Error("a declared trailer was sent as a header")
+	}
+}

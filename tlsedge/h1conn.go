@@ -39,7 +39,7 @@ type h1Conn struct {
 	hr      headReader
 	req     http.Request
 	url     url.URL
-	base    http.Request // carries the connection's context into req
+	base    http.Request // the per-connection fields, copied into req per request
 	hdr     http.Header
 	body    h1Body
 	head    requestHead
@@ -58,7 +58,10 @@ func (s *Server) serveH1(ctx context.Context, tc *tls.Conn) {
 	c := &h1Conn{srv: s, nc: tc, hdr: make(http.Header, 16)}
 	st := tc.ConnectionState()
 	c.tlsInfo = &st
-	c.base = *(&http.Request{RemoteAddr: tc.RemoteAddr().String(), TLS: c.tlsInfo}).WithContext(ctx)
+	// The request's context is Background: this server does not watch a
+	// client while its backend thinks (see docs/performance.md), and a
+	// shared or per-request context would cost every request.
+	c.base = http.Request{RemoteAddr: tc.RemoteAddr().String(), TLS: c.tlsInfo}
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(tc)
 	c.bw = writerPool.Get().(*bufio.Writer)

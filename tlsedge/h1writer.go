@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -139,22 +140,28 @@ func (w *h1Writer) writeInterim(code int) {
 
 // appendHeaderFields serialises h, dropping fields whose names or values
 // could split the response (a backend's CR/LF must not reach the client).
+// Trailer-prefixed keys (not tokens: they contain ':') are left for
+// writeTrailers.
 func appendHeaderFields(b []byte, h http.Header) []byte {
+	declared := h["Trailer"]
 	for k, vs := range h {
-		if !isToken(k) || k == "Connection" && len(vs) == 0 {
-			continue
+		if len(declared) > 0 && isDeclaredTrailer(declared, k) {
+			continue // sent after the body
 		}
-		for _, v := range vs {
-			if !safeHeaderValue(v) {
-				continue
-			}
-			b = append(b, k...)
-			b = append(b, ": "...)
-			b = append(b, v...)
-			b = append(b, "\r\n"...)
-		}
+		b = appendField(b, k, vs)
 	}
 	return b
+}
+
+func isDeclaredTrailer(declared []string, k string) bool {
+	for _, d := range declared {
+		for name := range strings.SplitSeq(d, ",") {
+			if http.CanonicalHeaderKey(trimOWS(name)) == k {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func safeHeaderValue(v string) bool {
@@ -261,7 +268,7 @@ func (w *h1Writer) finish() bool {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.chunked {
-		w.write(lastChunk)
+		w.writeTrailers()
 	}
 	w.flush()
 	if w.err != nil {
@@ -275,10 +282,43 @@ func (w *h1Writer) finish() bool {
 	return !w.closeAfter
 }
 
-var (
-	zeroLength = []string{"0"}
-	lastChunk  = []byte("0\r\n\r\n")
-)
+var zeroLength = []string{"0"}
+
+// writeTrailers ends a chunked body with the trailer fields the handler
+// set: names declared in a "Trailer" header, and http.TrailerPrefix keys.
+func (w *h1Writer) writeTrailers() {
+	b := append(w.scratch[:0], "0\r\n"...)
+	for _, decl := range w.hdr["Trailer"] {
+		for name := range strings.SplitSeq(decl, ",") {
+			k := http.CanonicalHeaderKey(trimOWS(name))
+			b = appendField(b, k, w.hdr[k])
+		}
+	}
+	for k, vs := range w.hdr {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			b = appendField(b, http.CanonicalHeaderKey(name), vs)
+		}
+	}
+	b = append(b, "\r\n"...)
+	w.scratch = b
+	w.write(b)
+}
+
+// appendField writes one field line per value, skipping unsafe ones.
+func appendField(b []byte, k string, vs []string) []byte {
+	if !isToken(k) {
+		return b
+	}
+	for _, v := range vs {
+		if safeHeaderValue(v) {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
+}
 
 // dateCache formats the Date header at most once per second.
 type dateCache struct{ p atomic.Pointer[cachedDate] }

@@ -1,5 +1,6 @@
 // Package upstream owns everything between a routed request and a backend
-// server: pools, backend state, balancers, retries and transports.
+// server: pools, backend state, balancers, retries, and the HTTP/1.1 client
+// that talks to backends (h1*.go, forward.go).
 //
 // State that must outlive a configuration reload (passive health, in-flight
 // counts, later active health, latency and queues) lives in a *Backend that a

@@ -26,6 +26,41 @@ func (e *DialError) Error() string { return "upstream: connect to backend: " + e
 
 func (e *DialError) Unwrap() error { return e.Err }
 
+// backendError is a failure on a backend connection after it was made: an
+// I/O error, a timeout, or a malformed response (a *protocolError). Some of
+// the request may have reached the backend, so it is never sent again
+// elsewhere (see attempt.stale for the one exception).
+type backendError struct {
+	op  string // what failed: "write request", "read response head", ...
+	err error
+}
+
+func (e *backendError) Error() string { return "upstream: " + e.op + ": " + e.err.Error() }
+
+func (e *backendError) Unwrap() error { return e.err }
+
+// protocolError is a response that breaks HTTP/1.1 framing or syntax
+// (RFC 9112). Such a connection is never reused.
+type protocolError struct{ reason string }
+
+func (e *protocolError) Error() string { return "malformed response: " + e.reason }
+
+// clientBodyError is a failure to read the client's request body: the
+// client went away or sent a broken body. It is the client's problem, not
+// the backend's, so it is answered 400 and not logged as a failure.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "upstream: read request body: " + e.err.Error() }
+
+func (e *clientBodyError) Unwrap() error { return e.err }
+
+// clientWriteError is a failure to write the response to the client.
+type clientWriteError struct{ err error }
+
+func (e *clientWriteError) Error() string { return "upstream: write response: " + e.err.Error() }
+
+func (e *clientWriteError) Unwrap() error { return e.err }
+
 // StatusClientClosedRequest is nginx's non-standard 499: the client closed
 // the connection before the response. It is only ever logged, never sent.
 const StatusClientClosedRequest = 499
@@ -34,6 +69,7 @@ const StatusClientClosedRequest = 499
 // gets. It is the only place that does, so error pages, access logs and
 // metrics agree:
 //
+//   - 400 Bad Request when the client's request body could not be read.
 //   - 503 Service Unavailable when no backend could be tried (ErrNoBackend):
 //     the service is known to be down, the client may come back later.
 //   - 504 Gateway Timeout when a backend did not connect or answer in time
@@ -41,6 +77,10 @@ const StatusClientClosedRequest = 499
 //   - 502 Bad Gateway for everything else: refused or reset connections,
 //     malformed responses.
 func StatusCode(err error) int {
+	var ce *clientBodyError
+	if errors.As(err, &ce) {
+		return http.StatusBadRequest
+	}
 	if errors.Is(err, ErrNoBackend) {
 		return http.StatusServiceUnavailable
 	}
@@ -62,6 +102,7 @@ type errorPages map[int][]byte
 func newErrorPages() errorPages {
 	pages := make(errorPages)
 	for code, msg := range map[int]string{
+		http.StatusBadRequest:         "The request body could not be read.",
 		http.StatusBadGateway:         "The server could not get a valid response from the application.",
 		http.StatusServiceUnavailable: "The application is temporarily unavailable.",
 		http.StatusGatewayTimeout:     "The application did not respond in time.",

@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -35,6 +37,7 @@ type testBackend struct {
 	id       string
 	requests atomic.Int64
 	conns    atomic.Int64
+	closed   atomic.Int64 // connections closed
 }
 
 func newTestBackend(t *testing.T, id string, h http.HandlerFunc) *testBackend {
@@ -53,8 +56,11 @@ func newTestBackend(t *testing.T, id string, h http.HandlerFunc) *testBackend {
 		h(w, r)
 	}))
 	tb.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
+		switch s {
+		case http.StateNew:
 			tb.conns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			tb.closed.Add(1)
 		}
 	}
 	tb.Start()
@@ -158,11 +164,6 @@ func newTestProxy(t *testing.T, pc PoolConfig, clock *fakeClock) (*Proxy, *logte
 	cfg := ProxyConfig{
 		Pool: pool,
 		Log:  logger.WithField("app", "test"),
-		ModifyResponse: func(resp *http.Response, tg *Target) error {
-			resp.Header.Set("X-Chosen", tg.Chosen.ID())
-			resp.Header.Set("X-Attempts", strconv.Itoa(tg.Attempts))
-			return nil
-		},
 	}
 	if clock != nil {
 		cfg.Now = clock.Now
@@ -174,6 +175,44 @@ func newTestProxy(t *testing.T, pc PoolConfig, clock *fakeClock) (*Proxy, *logte
 	return p, hook
 }
 
+// targetWriter reports the request's Target in the X-Chosen and
+// X-Attempts response headers, written when the response head goes out (or
+// the connection is hijacked for an upgrade), the way tlsedge's exchange
+// adds sticky cookies.
+type targetWriter struct {
+	http.ResponseWriter
+	t    *Target
+	done bool
+}
+
+func (w *targetWriter) stamp() {
+	if w.done || w.t.Chosen == nil {
+		return
+	}
+	w.done = true
+	w.Header().Set("X-Chosen", w.t.Chosen.ID())
+	w.Header().Set("X-Attempts", strconv.Itoa(w.t.Attempts))
+}
+
+func (w *targetWriter) WriteHeader(code int) {
+	if code >= 200 {
+		w.stamp()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *targetWriter) Write(p []byte) (int, error) {
+	w.stamp()
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *targetWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.stamp()
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+func (w *targetWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // newFront serves p on 127.0.0.1, with the sticky preference given by prefer
 // (nil: none).
 func newFront(t *testing.T, p *Proxy, prefer func() *Backend) *httptest.Server {
@@ -183,7 +222,7 @@ func newFront(t *testing.T, p *Proxy, prefer func() *Backend) *httptest.Server {
 		if prefer != nil {
 			tg.Prefer = prefer()
 		}
-		p.Serve(w, r, tg)
+		p.Serve(&targetWriter{ResponseWriter: w, t: tg}, r, tg)
 	}))
 	t.Cleanup(ts.Close)
 	return ts
@@ -202,4 +241,77 @@ func get(t *testing.T, c *http.Client, url string) (int, http.Header, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, resp.Header, string(body)
+}
+
+// rawBackend is a scripted HTTP/1.1 backend on 127.0.0.1: serve gets each
+// connection with a reader over it and writes whatever bytes the test
+// needs, valid or not. The connection is closed when serve returns; every
+// connection has a 10 s deadline, so a test that goes wrong ends.
+type rawBackend struct {
+	l     net.Listener
+	conns atomic.Int64
+	wg    sync.WaitGroup
+}
+
+func newRawBackend(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) *rawBackend {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := &rawBackend{l: l}
+	rb.wg.Go(func() {
+		for { // ends when Cleanup closes the listener
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			rb.conns.Add(1)
+			rb.wg.Go(func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				serve(c, bufio.NewReader(c))
+			})
+		}
+	})
+	t.Cleanup(func() {
+		_ = l.Close()
+		rb.wg.Wait()
+	})
+	return rb
+}
+
+func (rb *rawBackend) addr() string { return rb.l.Addr().String() }
+
+// readRequest reads one request with net/http's parser (which also checks
+// what the proxy wrote) and its whole body.
+func readRequest(br *bufio.Reader) (*http.Request, []byte, error) {
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err := io.ReadAll(req.Body)
+	return req, body, err
+}
+
+// waitClosed reads from c until the peer closes it, and reports whether
+// it did within d: how a backend sees that the proxy discarded the
+// connection.
+func waitClosed(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	return err == nil || !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// eventually polls cond every 5 ms for up to 5 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
 }

@@ -18,19 +18,6 @@ const (
 	DefaultMaxIdleConnsPerHost   = 256
 )
 
-// Transport buffer sizes. Bodies bypass these buffers (bufio reads and writes
-// of 32 KiB chunks go straight to the socket when the buffer is empty), so
-// they only hold headers: 8 KiB fits a response header block with a few large
-// cookies in one read, and an idle connection costs 16 KiB.
-const (
-	transportReadBuffer  = 8 << 10
-	transportWriteBuffer = 8 << 10
-	// maxResponseHeaderBytes caps what a backend may send as headers; the
-	// net/http default (10 MiB) lets one broken backend pin that much per
-	// request.
-	maxResponseHeaderBytes = 1 << 20
-)
-
 // PoolConfig describes one pool of backends. The zero value of every duration
 // and limit means its default. NewPool copies what it needs; the caller keeps
 // ownership of the struct and of the Backends slice.
@@ -47,14 +34,16 @@ type PoolConfig struct {
 	// request to the response headers. Default 60s, nginx's
 	// proxy_read_timeout: long enough for slow reports, short enough that a
 	// hung backend does not hold client connections forever. It does not
-	// bound streaming bodies or upgraded connections.
+	// bound streaming response bodies or upgraded connections; it also
+	// bounds each write of a large request body, so that a backend that
+	// stops reading one cannot hold the request forever.
 	ResponseHeaderTimeout time.Duration
 
 	// IdleConnTimeout closes keep-alive connections unused this long.
 	// Default 90s, net/http's: shorter than common backend keep-alive
 	// timeouts would churn connections, longer risks reusing a connection the
-	// backend has just closed (the transport then retries only requests that
-	// are safe to replay).
+	// backend has just closed (a request safe to replay is then sent again on
+	// a new connection; others are preceded by a liveness probe).
 	IdleConnTimeout time.Duration
 
 	// MaxIdleConnsPerHost is the number of idle keep-alive connections kept
@@ -63,8 +52,10 @@ type PoolConfig struct {
 	// close its extra connections afterwards, and the next burst would dial
 	// them again, leaving thousands of sockets in TIME_WAIT on our side. The
 	// idle pool should cover the usual concurrency per backend; 256 idle
-	// connections cost 256 descriptors and 4 MiB of buffers per backend, and
-	// IdleConnTimeout returns them when traffic drops.
+	// connections cost 256 descriptors and no buffers (a connection holds
+	// its 16 KiB only while it carries a request), and IdleConnTimeout
+	// returns them when traffic drops. When the stack is full, the
+	// connection idle longest is closed.
 	MaxIdleConnsPerHost int
 }
 
@@ -97,16 +88,18 @@ func (c *PoolConfig) maxIdleConnsPerHost() int {
 }
 
 // Pool is an immutable set of backends with their weights, a balancer and
-// one shared HTTP transport (which keeps a keep-alive pool per backend
-// address). A reload builds a new Pool; backend state carries over through
-// the Registry.
+// a keep-alive stack of connections per backend. A reload builds a new
+// Pool; backend state carries over through the Registry, connections do
+// not (Close the old pool).
 type Pool struct {
-	cfg       PoolConfig // defaults resolved, Backends copied
-	backends  []*Backend
-	index     map[*Backend]int // membership check for sticky hints
-	byID      map[string]*Backend
-	balancer  Balancer
-	transport *http.Transport
+	cfg      PoolConfig // defaults resolved, Backends copied
+	backends []*Backend
+	index    map[*Backend]int // membership check for sticky hints, stack lookup
+	byID     map[string]*Backend
+	balancer Balancer
+	stacks   []*connStack // idle connections, per backend (same order)
+	// upgrades carries WebSocket handshakes for the ReverseProxy path.
+	upgrades *http.Transport
 }
 
 // NewPool validates cfg and builds the pool. Backend state comes from reg, so
@@ -162,7 +155,11 @@ func NewPool(cfg PoolConfig, reg *Registry) (*Pool, error) {
 	p.cfg.ResponseHeaderTimeout = cfg.responseHeaderTimeout()
 	p.cfg.IdleConnTimeout = cfg.idleConnTimeout()
 	p.cfg.MaxIdleConnsPerHost = cfg.maxIdleConnsPerHost()
-	p.transport = newTransport(&p.cfg)
+	p.stacks = make([]*connStack, len(p.backends))
+	for i, b := range p.backends {
+		p.stacks[i] = newConnStack(b.addr, &p.cfg)
+	}
+	p.upgrades = newUpgradeTransport(&p.cfg)
 	return p, nil
 }
 
@@ -182,9 +179,13 @@ func validateAddr(addr string) error {
 	return nil
 }
 
-// newTransport builds the pool's one transport. Its connection cache is keyed
-// by backend address, so this is one keep-alive pool per backend.
-func newTransport(cfg *PoolConfig) *http.Transport {
+// stack returns the idle connections of b, which must be a member.
+func (p *Pool) stack(b *Backend) *connStack { return p.stacks[p.index[b]] }
+
+// newUpgradeTransport builds the transport of WebSocket handshakes. It
+// keeps no idle connections: a handshake that succeeds hands its
+// connection to the tunnel, and one that fails is rare.
+func newUpgradeTransport(cfg *PoolConfig) *http.Transport {
 	d := &net.Dialer{Timeout: cfg.dialTimeout()}
 	return &http.Transport{
 		// Never the environment's HTTP_PROXY: backends are dialled directly.
@@ -201,17 +202,12 @@ func newTransport(cfg *PoolConfig) *http.Transport {
 		// The client's Accept-Encoding goes to the backend unchanged and the
 		// response comes back as sent; decompressing here would only cost CPU.
 		DisableCompression:     true,
-		MaxIdleConns:           0, // no global cap; per-backend below
-		MaxIdleConnsPerHost:    cfg.maxIdleConnsPerHost(),
-		IdleConnTimeout:        cfg.idleConnTimeout(),
+		DisableKeepAlives:      true,
 		ResponseHeaderTimeout:  cfg.responseHeaderTimeout(),
-		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
-		ReadBufferSize:         transportReadBuffer,
-		WriteBufferSize:        transportWriteBuffer,
-		// Plain HTTP/1.1 to backends for now; h2c and TLS come with their
-		// own transports.
-		ForceAttemptHTTP2: false,
+		ReadBufferSize:         h1ReadBuffer,
+		WriteBufferSize:        h1WriteBuffer,
+		ForceAttemptHTTP2:      false,
 	}
 }
 
@@ -240,6 +236,12 @@ func (p *Pool) Contains(b *Backend) bool {
 func (p *Pool) Pick(skip func(*Backend) bool) *Backend { return p.balancer.Pick(skip) }
 
 // Close closes the pool's idle keep-alive connections. Call it when a reload
-// has retired the pool. Connections still in use are closed as they become
-// idle, unless a new request uses the pool again (net/http semantics).
-func (p *Pool) Close() { p.transport.CloseIdleConnections() }
+// has retired the pool. Connections still in use are closed when their
+// request ends; requests that still reach the pool dial connections that
+// are closed after use.
+func (p *Pool) Close() {
+	for _, s := range p.stacks {
+		s.close()
+	}
+	p.upgrades.CloseIdleConnections()
+}

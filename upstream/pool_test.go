@@ -69,9 +69,14 @@ func TestPoolDefaultsAndLookups(t *testing.T) {
 		t.Error("Contains is wrong")
 	}
 
-	tr := p.transport
-	if tr.Proxy != nil || !tr.DisableCompression || tr.MaxIdleConnsPerHost != DefaultMaxIdleConnsPerHost ||
-		tr.ResponseHeaderTimeout != DefaultResponseHeaderTimeout || tr.IdleConnTimeout != DefaultIdleConnTimeout {
-		t.Errorf("transport settings: %+v", tr)
+	for i, s := range p.stacks {
+		if s.addr != p.backends[i].Addr() || s.maxIdle != DefaultMaxIdleConnsPerHost ||
+			s.idleTimeout != DefaultIdleConnTimeout || s.dialer.Timeout != DefaultDialTimeout {
+			t.Errorf("stack %d settings: addr %s, max idle %d, idle timeout %v, dial timeout %v",
+				i, s.addr, s.maxIdle, s.idleTimeout, s.dialer.Timeout)
+		}
+	}
+	if tr := p.upgrades; tr.Proxy != nil || !tr.DisableCompression || tr.ResponseHeaderTimeout != DefaultResponseHeaderTimeout {
+		t.Errorf("upgrade transport settings: %+v", tr)
 	}
 }

@@ -1,14 +1,11 @@
 package upstream
 
 import (
-	"context"
 	"errors"
 	"io"
-	"log"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,8 +13,10 @@ import (
 )
 
 // Target carries one request's backend choice into and out of Proxy.Serve.
-// It belongs to the request: Serve writes Chosen and Attempts, and the caller
-// reads them after Serve returns (or in ModifyResponse).
+// It belongs to the request: Serve writes Chosen and Attempts. Chosen is set
+// before the response head is written, so a ResponseWriter wrapper may read
+// it in WriteHeader (tlsedge issues sticky cookies there); the caller may
+// also read both after Serve returns.
 type Target struct {
 	// Prefer is the backend a sticky session asks for (from Pool.Backend), or
 	// nil. It is used if it belongs to the proxy's pool and is up; otherwise,
@@ -40,11 +39,6 @@ type ProxyConfig struct {
 	// copy errors. It should carry the app's fields. Nil discards.
 	Log *logrus.Entry
 
-	// ModifyResponse, if set, is called with every backend response before it
-	// is copied to the client, with t.Chosen set (e.g. to issue a sticky
-	// cookie). An error replaces the response with a 502 page.
-	ModifyResponse func(resp *http.Response, t *Target) error
-
 	// MaxAttempts caps the backends tried per request. Zero means every
 	// backend of the pool once. Only connect failures are retried, and a
 	// refused connect costs microseconds, but with dial timeouts a request may
@@ -54,7 +48,8 @@ type ProxyConfig struct {
 
 	// BufferPool supplies the 32 KiB buffers for copying bodies; share one
 	// (NewBufferPool) between all proxies of a server so idle buffers are not
-	// kept per app. Nil means a pool of this proxy's own.
+	// kept per app. Nil means a pool of this proxy's own. Buffers shorter
+	// than 4 KiB are not used.
 	BufferPool httputil.BufferPool
 
 	// Now is the clock for passive health. Nil means time.Now; tests inject
@@ -64,7 +59,6 @@ type ProxyConfig struct {
 
 var (
 	_ http.Handler        = (*Proxy)(nil)
-	_ http.RoundTripper   = retryTransport{}
 	_ httputil.BufferPool = (*bufferPool)(nil)
 )
 
@@ -73,11 +67,11 @@ var (
 type Proxy struct {
 	pool        *Pool
 	log         *logrus.Entry
-	modify      func(*http.Response, *Target) error
 	maxAttempts int
 	now         func() time.Time
 	pages       errorPages
-	rp          *httputil.ReverseProxy
+	bufs        httputil.BufferPool
+	rp          *httputil.ReverseProxy // WebSocket upgrades only
 }
 
 // NewProxy validates cfg and builds the proxy.
@@ -91,7 +85,6 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	p := &Proxy{
 		pool:        cfg.Pool,
 		log:         cfg.Log,
-		modify:      cfg.ModifyResponse,
 		maxAttempts: cfg.MaxAttempts,
 		now:         cfg.Now,
 		pages:       newErrorPages(),
@@ -107,23 +100,12 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	if p.now == nil {
 		p.now = time.Now
 	}
-	bufs := cfg.BufferPool
-	if bufs == nil {
-		bufs = NewBufferPool()
+	if cfg.BufferPool != nil {
+		p.bufs = minSizePool{cfg.BufferPool}
+	} else {
+		p.bufs = NewBufferPool()
 	}
-	p.rp = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    retryTransport{p},
-		BufferPool:   bufs,
-		ErrorHandler: p.handleError,
-		ErrorLog:     log.New(logWriter{p.log}, "", 0),
-		// FlushInterval stays 0: ReverseProxy already flushes every write of
-		// text/event-stream and of bodies without a Content-Length, and
-		// sized bodies are best left to the server's buffering.
-	}
-	if p.modify != nil {
-		p.rp.ModifyResponse = p.modifyResponse
-	}
+	p.rp = p.newReverseProxy(p.bufs)
 	return p, nil
 }
 
@@ -134,91 +116,32 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.Serve(w, r
 // streaming both bodies and passing WebSocket upgrades through. t may be nil.
 //
 // Connect failures (refused, timed out) move the request to the next backend
-// and put the failed one in backoff, as long as no byte of the request body
-// was read; anything after a connection was made is never retried. When no
-// backend answers, w gets a small HTML 502, 503 or 504 page (StatusCode) and
-// the log gets one line saying why.
+// and put the failed one in backoff; anything after a connection was made
+// is never retried, except that a request safe to replay is sent once more
+// on a new connection when a reused keep-alive connection turns out to
+// have been closed by the backend. When no backend answers, w gets a small
+// HTML 502, 503 or 504 page (StatusCode) and the log gets one line saying
+// why; a client that went away gets 499 and no line. If the backend breaks
+// off a response whose head was already written, Serve panics with
+// http.ErrAbortHandler so that the client's connection is cut rather than
+// the response ended cleanly.
 func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	if t == nil {
 		t = &Target{}
 	}
-	st := newAttempt(p, t)
-	defer st.finish()
-	out := r.WithContext(context.WithValue(r.Context(), attemptKey{}, st))
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		st.body.rc = r.Body
-		out.Body = &st.body
-	}
-	// Only WebSocket may switch protocols through us. ReverseProxy tunnels
-	// any Upgrade the backend accepts; an "Upgrade: h2c" tunnel would let a
-	// client speak HTTP/2 straight to the backend, past every filter and
-	// route in front of it (h2c smuggling). Rare path, so the clone is fine.
-	if up, ok := r.Header["Upgrade"]; ok && !(len(up) == 1 && strings.EqualFold(up[0], "websocket")) {
-		out.Header = r.Header.Clone()
-		out.Header.Del("Upgrade")
-	}
-	p.rp.ServeHTTP(w, out)
-}
-
-// rewrite prepares the outbound request; the backend address is filled in
-// per attempt by retryTransport.
-func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
-	// ReverseProxy has already removed hop-by-hop headers and every
-	// client-supplied Forwarded/X-Forwarded-* header: we are the edge, so
-	// what the client claims about earlier hops is not trusted.
-	pr.SetXForwarded()
-	pr.Out.Header["Forwarded"] = []string{forwarded(pr.In)}
-	pr.Out.URL.Scheme = "http"
-	// The backend sees the Host the client asked for, not its own address:
-	// virtual hosts, redirects and cookies on the backend depend on it.
-	pr.Out.Host = pr.In.Host
-	if st := attemptFrom(pr.In.Context()); st != nil && st.body.rc != nil {
-		// Lets the transport replay the body on a stale keep-alive
-		// connection, and only while nothing of it was read.
-		pr.Out.GetBody = st.body.getBody
-	}
-}
-
-func (p *Proxy) modifyResponse(resp *http.Response) error {
-	st := attemptFrom(resp.Request.Context())
-	if st == nil {
-		return errors.New("upstream: response without attempt state")
-	}
-	return p.modify(resp, st.t)
-}
-
-// handleError is the ReverseProxy's only ErrorHandler: it maps err to a
-// status, writes the page and logs one line.
-func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
-	code := StatusCode(err)
-	if r.Context().Err() != nil {
-		// The client went away; nobody reads an answer and it is not a
-		// backend problem. 499 (nginx's "client closed request") is what
-		// the access log records, so 5xx alerts stay about backends.
-		if p.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
-			p.log.WithError(err).Debug("upstream: client gone before the response")
-		}
-		w.WriteHeader(StatusClientClosedRequest)
+	if isWebSocket(r.Header) {
+		p.serveUpgrade(w, r, t)
 		return
 	}
-	fields := logrus.Fields{
-		"status": code,
-		"method": r.Method,
-		"host":   r.Host,
-		"path":   r.URL.Path,
-	}
-	if st := attemptFrom(r.Context()); st != nil {
-		fields["attempts"] = len(st.tried)
-		fields["backends"] = st.triedString()
-	}
-	p.log.WithFields(fields).WithError(err).Error("upstream: request failed")
-	p.pages.write(w, code)
+	p.serveH1(w, r, t)
 }
 
 // forwarded builds the RFC 7239 Forwarded value for the hop from the client
 // to us: for=client;host=requested host;proto=http|https.
-func forwarded(r *http.Request) string {
-	b := make([]byte, 0, 64)
+func forwarded(r *http.Request) string { return string(appendForwarded(make([]byte, 0, 64), r)) }
+
+// appendForwarded appends the value forwarded returns to b.
+func appendForwarded(b []byte, r *http.Request) []byte {
 	b = append(b, "for="...)
 	b = appendNode(b, r.RemoteAddr)
 	if r.Host != "" {
@@ -230,7 +153,7 @@ func forwarded(r *http.Request) string {
 	} else {
 		b = append(b, ";proto=http"...)
 	}
-	return string(b)
+	return b
 }
 
 // appendNode appends the client address as an RFC 7239 node: IPv4 bare,
@@ -269,23 +192,6 @@ func appendValue(b []byte, v string) []byte {
 	return append(b, '"')
 }
 
-// isToken reports whether v is an RFC 9110 token (section 5.6.2).
-func isToken(v string) bool {
-	if v == "" {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // copyBufferSize is the size of the body copy buffers: io.Copy's size, and
 // what one read of a TLS record or a loopback socket returns at most.
 const copyBufferSize = 32 << 10
@@ -311,11 +217,16 @@ func (bp *bufferPool) Put(b []byte) {
 	}
 }
 
-// logWriter turns the ReverseProxy's ErrorLog lines (body copy errors) into
-// warnings on the proxy's entry, without the goroutine logrus.Writer needs.
-type logWriter struct{ e *logrus.Entry }
+// minSizePool guards against a configured BufferPool whose buffers are too
+// small to frame a chunk in place or to copy efficiently: those are
+// replaced by buffers of our own.
+type minSizePool struct{ httputil.BufferPool }
 
-func (w logWriter) Write(p []byte) (int, error) {
-	w.e.Warn(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
+const minCopyBuffer = 4 << 10
+
+func (m minSizePool) Get() []byte {
+	if b := m.BufferPool.Get(); len(b) >= minCopyBuffer {
+		return b
+	}
+	return make([]byte, copyBufferSize)
 }

@@ -3,7 +3,6 @@ package upstream
 import (
 	"bytes"
 	"crypto/rand"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -281,27 +280,6 @@ func TestResponseHeaderTimeoutIs504(t *testing.T) {
 	// A timeout after the connection was made is not a connect failure.
 	if !p.pool.Backend("slow").Up(time.Now()) {
 		t.Error("a slow backend was put in connect backoff")
-	}
-}
-
-func TestModifyResponseError(t *testing.T) {
-	be := newTestBackend(t, "a", nil)
-	pool, err := NewPool(PoolConfig{Backends: []BackendConfig{be.config(1)}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger, hook := logtest.NewNullLogger()
-	p, err := NewProxy(ProxyConfig{Pool: pool, Log: logger.WithField("app", "m"),
-		ModifyResponse: func(*http.Response, *Target) error { return errors.New("cookie codec broke") }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	front := newFront(t, p, nil)
-	if status, _, _ := get(t, front.Client(), front.URL); status != http.StatusBadGateway {
-		t.Errorf("status %d, want 502", status)
-	}
-	if e := errorEntries(hook); len(e) != 1 {
-		t.Errorf("log: %v", e)
 	}
 }
 

@@ -1,0 +1,160 @@
+package upstream
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+)
+
+// connStack is the keep-alive pool of one backend within one Pool: a LIFO
+// stack of idle connections. LIFO keeps the busy few connections warm and
+// lets the rest age out at the bottom, where IdleConnTimeout closes them.
+//
+// The mutex belongs to this backend alone and is held for a push or a pop,
+// never across I/O: connections are closed after unlocking.
+type connStack struct {
+	addr        string
+	dialer      *net.Dialer
+	maxIdle     int
+	idleTimeout time.Duration
+
+	mu     sync.Mutex
+	idle   []*h1Conn // bottom (oldest) first
+	closed bool      // Pool.Close ran: returned connections are closed
+	reaper *time.Timer
+	armed  bool // reaper is scheduled
+}
+
+func newConnStack(addr string, cfg *PoolConfig) *connStack {
+	s := &connStack{
+		addr:        addr,
+		dialer:      &net.Dialer{Timeout: cfg.dialTimeout()},
+		maxIdle:     cfg.maxIdleConnsPerHost(),
+		idleTimeout: cfg.idleConnTimeout(),
+	}
+	// Created stopped: put arms it when the first connection goes idle.
+	s.reaper = time.AfterFunc(time.Hour, s.reap)
+	s.reaper.Stop()
+	return s
+}
+
+// get pops the most recently used idle connection, or returns nil. The
+// connection has its buffers attached.
+//
+// The stack is ordered by idle time, so if the top has outlived
+// IdleConnTimeout (the reaper has not run yet) every connection has, and
+// all of them are closed.
+func (s *connStack) get(now time.Time) *h1Conn {
+	s.mu.Lock()
+	n := len(s.idle)
+	if n == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	c := s.idle[n-1]
+	if now.Sub(c.idleAt) >= s.idleTimeout {
+		expired := s.idle
+		s.idle = nil
+		s.mu.Unlock()
+		for _, e := range expired {
+			e.close()
+		}
+		return nil
+	}
+	s.idle[n-1] = nil
+	s.idle = s.idle[:n-1]
+	s.mu.Unlock()
+	c.reused = true
+	c.attach()
+	return c
+}
+
+// dial connects a new connection. A failure is a *DialError: nothing of
+// the request was sent, so it may go to another backend.
+func (s *connStack) dial(ctx context.Context) (*h1Conn, error) {
+	nc, err := s.dialer.DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return nil, &DialError{Addr: s.addr, Err: err}
+	}
+	return newH1Conn(nc), nil
+}
+
+// put makes c idle. The caller guarantees that c is between two requests:
+// both bodies were transferred whole, nobody asked to close, and nothing
+// is left in its read buffer. When the stack is full, the oldest
+// connection goes (the one most likely to be closed by the backend soon).
+func (s *connStack) put(c *h1Conn, now time.Time) {
+	c.detach()
+	c.idleAt = now
+	var evict *h1Conn
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.close()
+		return
+	}
+	if len(s.idle) >= s.maxIdle {
+		evict = s.idle[0]
+		copy(s.idle, s.idle[1:])
+		s.idle[len(s.idle)-1] = nil
+		s.idle = s.idle[:len(s.idle)-1]
+	}
+	s.idle = append(s.idle, c)
+	if !s.armed {
+		s.armed = true
+		s.reaper.Reset(s.idleTimeout)
+	}
+	s.mu.Unlock()
+	if evict != nil {
+		evict.close()
+	}
+}
+
+// reap is the reaper timer's function: it closes the connections at the
+// bottom that outlived IdleConnTimeout and schedules itself for the next
+// one to expire. It runs at most once per IdleConnTimeout per backend
+// while connections are idle, and not at all otherwise.
+func (s *connStack) reap() {
+	now := time.Now()
+	s.mu.Lock()
+	i := 0
+	for i < len(s.idle) && now.Sub(s.idle[i].idleAt) >= s.idleTimeout {
+		i++
+	}
+	expired := append([]*h1Conn(nil), s.idle[:i]...)
+	n := copy(s.idle, s.idle[i:])
+	clear(s.idle[n:])
+	s.idle = s.idle[:n]
+	if n > 0 && !s.closed {
+		s.reaper.Reset(s.idle[0].idleAt.Add(s.idleTimeout).Sub(now))
+	} else {
+		s.armed = false
+	}
+	s.mu.Unlock()
+	for _, c := range expired {
+		c.close()
+	}
+}
+
+// close closes every idle connection and makes put close the ones still
+// in use when their request ends.
+func (s *connStack) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.reaper.Stop()
+	s.armed = false
+	idle := s.idle
+	s.idle = nil
+	s.mu.Unlock()
+	for _, c := range idle {
+		c.close()
+	}
+}
+
+// idleLen returns the number of idle connections (tests).
+func (s *connStack) idleLen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.idle)
+}
