@@ -52,8 +52,8 @@ unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@echo "the end-to-end tests again with HTTP/2 clients (net/http's server instead of ours):"
 	TLSEDGE_TEST_H2=1 $(GO) test -race -count=1 ./tlsedge/
-	@echo "1 GiB streaming tests without -race (the heap bound is asserted there):"
-	TLSEDGE_FULL_STREAM=1 $(GO) test -count=1 -timeout 15m -run 'GiB' ./upstream/ ./tlsedge/
+	@echo "1 GiB streaming and allocation tests without -race (memory bounds are asserted there):"
+	TLSEDGE_FULL_STREAM=1 $(GO) test -count=1 -timeout 15m -run 'GiB|Allocations' ./upstream/ ./tlsedge/
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

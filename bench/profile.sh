@@ -32,7 +32,7 @@ case $SCEN in
 S1) timeout $((DUR + 10)) taskset -c "$LOADER_CPU" wrk -t1 -c64 -d"${DUR}s" --latency "$url/small" ;;
 S3) timeout $((DUR + 10)) taskset -c "$LOADER_CPU" wrk -t1 -c16 -d"${DUR}s" "$url/large" ;;
 S4) timeout $((DUR + 10)) taskset -c "$LOADER_CPU" h2load -t1 -c32 -m10 -D "$DUR" "$url/small" | grep -E 'finished in|requests:|status codes' ;;
-S2) timeout $((DUR + 10)) taskset -c "$LOADER_CPU" "$BIN_DIR/hsload" -h 2>&1 | head -3 ;;
+S2) timeout $((DUR + 10)) taskset -c "$LOADER_CPU" env GOMAXPROCS=1 "$BIN_DIR/hsload" -addr 127.0.0.1:8443 -c 64 -d "${DUR}s" ;;
 esac
 stop_pidfile "$OUT/proxy.pid"
 trap '"$BENCH_DIR/backend/backend.sh" stop' EXIT

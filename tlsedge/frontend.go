@@ -43,9 +43,11 @@ func isTemporary(err error) bool {
 // handshake completes TLS within handshakeTimeout and dispatches by ALPN.
 func (s *Server) handshake(ctx context.Context, nc net.Conn, h2 *connListener) {
 	tc := tls.Server(nc, s.tlsConf)
-	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
-	err := tc.HandshakeContext(hctx)
-	cancel()
+	// A deadline, not HandshakeContext with a timeout: a cancellable
+	// context makes crypto/tls start a watcher goroutine per handshake.
+	nc.SetDeadline(time.Now().Add(handshakeTimeout)) //nolint:errcheck // a dead conn fails the handshake
+	err := tc.Handshake()
+	nc.SetDeadline(time.Time{}) //nolint:errcheck
 	if err != nil {
 		if s.log.Logger.IsLevelEnabled(debugLevel) {
 			s.log.WithError(err).WithField("client", nc.RemoteAddr().String()).Debug("TLS handshake failed")
