@@ -26,7 +26,7 @@ type stickyCodec struct {
 
 type freshCookie struct {
 	second int64
-	header string
+	header []string // one Set-Cookie value; len == cap, so an append copies
 }
 
 func newStickyCodec(name string, c *session.Codec, backendIDs []string) *stickyCodec {
@@ -39,7 +39,7 @@ func newStickyCodec(name string, c *session.Codec, backendIDs []string) *stickyC
 
 // newSessionCookie returns the Set-Cookie value of a session beginning now
 // on backend id, shared with other sessions begun on it in the same second.
-func (s *stickyCodec) newSessionCookie(id string, now time.Time) (string, error) {
+func (s *stickyCodec) newSessionCookie(id string, now time.Time) ([]string, error) {
 	slot := s.fresh[id]
 	sec := now.Unix()
 	if slot != nil {
@@ -48,10 +48,14 @@ func (s *stickyCodec) newSessionCookie(id string, now time.Time) (string, error)
 		}
 	}
 	v, err := s.codec.SetCookie(id, now)
-	if err == nil && slot != nil {
-		slot.Store(&freshCookie{second: sec, header: v})
+	if err != nil {
+		return nil, err
 	}
-	return v, err
+	header := []string{v}
+	if slot != nil {
+		slot.Store(&freshCookie{second: sec, header: header})
+	}
+	return header, nil
 }
 
 // readCookie finds the sticky cookie, decodes it into a backend hint, and
@@ -80,7 +84,7 @@ func (s *stickyCodec) setCookie(x *exchange) {
 	if chosen == nil {
 		return // tlsedge answered itself (502): nothing to pin to
 	}
-	var v string
+	var v []string
 	var err error
 	switch {
 	case x.hasTicket && chosen.ID() == x.ticket.BackendID:
@@ -89,7 +93,9 @@ func (s *stickyCodec) setCookie(x *exchange) {
 			return
 		}
 		// A refresh keeps the session's age.
-		v, err = s.codec.SetCookie(chosen.ID(), x.ticket.Issued)
+		var one string
+		one, err = s.codec.SetCookie(chosen.ID(), x.ticket.Issued)
+		v = []string{one}
 		if errors.Is(err, session.ErrExpired) {
 			// The session's max age ran out during this request: start a new one.
 			v, err = s.newSessionCookie(chosen.ID(), x.start)
@@ -104,7 +110,12 @@ func (s *stickyCodec) setCookie(x *exchange) {
 		x.app.log.WithError(err).Error("sticky cookie not set")
 		return
 	}
-	x.w.Header().Add("Set-Cookie", v)
+	h := x.w.Header()
+	if old := h["Set-Cookie"]; len(old) > 0 {
+		h["Set-Cookie"] = append(old, v...) // the backend's cookies stay
+	} else {
+		h["Set-Cookie"] = v // shared, but len == cap: nobody appends in place
+	}
 }
 
 // stripCookie returns the value of the first cookie named by prefix

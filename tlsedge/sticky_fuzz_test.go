@@ -78,10 +78,17 @@ func TestNewSessionCookieSharedWithinOneSecond(t *testing.T) {
 	}
 	s := newStickyCodec("s", codec, []string{"a", "b"})
 	t0 := time.Now().Truncate(time.Second)
-	a1, _ := s.newSessionCookie("a", t0)
-	a2, _ := s.newSessionCookie("a", t0.Add(800*time.Millisecond))
-	b1, _ := s.newSessionCookie("b", t0)
-	a3, _ := s.newSessionCookie("a", t0.Add(time.Second))
+	one := func(id string, at time.Time) string {
+		v, err := s.newSessionCookie(id, at)
+		if err != nil || len(v) != 1 || cap(v) != 1 {
+			t.Fatalf("newSessionCookie: %q, %v", v, err)
+		}
+		return v[0]
+	}
+	a1 := one("a", t0)
+	a2 := one("a", t0.Add(800*time.Millisecond))
+	b1 := one("b", t0)
+	a3 := one("a", t0.Add(time.Second))
 	if a1 != a2 {
 		t.Error("two new sessions on one backend in one second were encoded twice")
 	}

@@ -2,6 +2,7 @@ package tlsedge
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -366,5 +367,22 @@ func TestStickyLifetimesCheckedByTheGateway(t *testing.T) {
 	}
 	if !strings.Contains(resp.Header.Get("Set-Cookie"), "Max-Age=") {
 		t.Errorf("with lifetimes the cookie should carry Max-Age: %q", resp.Header.Get("Set-Cookie"))
+	}
+}
+
+func TestStickyKeepsBackendCookies(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Set-Cookie", "app=1; Path=/")
+		w.Header().Add("Set-Cookie", "lang=en; Path=/")
+	}))
+	defer origin.Close()
+	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"shop.example.com"}, Sticky: &config.Sticky{},
+		Backends: []config.Backend{{Addr: origin.Listener.Addr().String()}}}}})
+	for range 2 { // the second new session shares the cached cookie
+		resp, _ := get(t, g.client(true), stickyURL, "")
+		got := resp.Header.Values("Set-Cookie")
+		if len(got) != 3 || got[0] != "app=1; Path=/" || got[1] != "lang=en; Path=/" || stickyCookie(t, resp) == "" {
+			t.Errorf("Set-Cookie %q: want the backend's two cookies and ours", got)
+		}
 	}
 }
