@@ -28,8 +28,16 @@ WORKDIR=$OUT TLSEDGE_CPUPROFILE=$OUT/cpu.prof TLSEDGE_MEMPROFILE=$OUT/mem.prof G
 wait_port 8443
 url=https://127.0.0.1:8443
 timeout 10 taskset -c "$LOADER_CPU" wrk -t1 -c16 -d1s "$url/small" > /dev/null
+# COOKIE=1: every request carries a valid sticky cookie (the hit path:
+# one decode per request), as a returning browser's would.
+wrkargs=()
+if [[ ${COOKIE:-0} == 1 ]]; then
+	c=$(curl -sk -o /dev/null -D - "$url/small" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' | head -1)
+	[[ -n $c ]] || { echo "no sticky cookie from $url" >&2; exit 1; }
+	wrkargs=(-H "Cookie: $c")
+fi
 case $SCEN in
-S1) timeout $((DUR + 10)) taskset -c "$LOADER_CPU" wrk -t1 -c64 -d"${DUR}s" --latency "$url/small" ;;
+S1) timeout $((DUR + 10)) taskset -c "$LOADER_CPU" wrk -t1 -c64 -d"${DUR}s" --latency "${wrkargs[@]}" "$url/small" ;;
 S3) timeout $((DUR + 10)) taskset -c "$LOADER_CPU" wrk -t1 -c16 -d"${DUR}s" "$url/large" ;;
 S4) timeout $((DUR + 10)) taskset -c "$LOADER_CPU" h2load -t1 -c32 -m10 -D "$DUR" "$url/small" | grep -E 'finished in|requests:|status codes' ;;
 S2) timeout $((DUR + 10)) taskset -c "$LOADER_CPU" env GOMAXPROCS=1 "$BIN_DIR/hsload" -addr 127.0.0.1:8443 -c 64 -d "${DUR}s" ;;

@@ -293,20 +293,34 @@ func (c *Codec) Decode(value string) (Ticket, error) {
 	if err != nil {
 		return Ticket{}, err
 	}
-	now := c.now().Unix()
-	switch {
-	case p.lastSeen > now+clockSkew:
-		return Ticket{}, errFuture
-	case c.maxAge > 0 && now-p.issued >= c.maxAge:
-		return Ticket{}, errMaxAge
-	case c.idle > 0 && now-p.lastSeen >= c.idle:
-		return Ticket{}, errIdle
+	if err := c.alive(p.issued, p.lastSeen); err != nil {
+		return Ticket{}, err
 	}
 	return Ticket{
 		BackendID: p.id,
 		Issued:    time.Unix(p.issued, 0),
 		LastSeen:  time.Unix(p.lastSeen, 0),
 	}, nil
+}
+
+// Alive checks the lifetimes of a ticket Decode accepted earlier, at the
+// current time: a caller that caches decoded cookies (the MAC check is the
+// expensive part) still ends sessions on time. Errors wrap ErrExpired.
+func (c *Codec) Alive(t Ticket) error {
+	return c.alive(t.Issued.Unix(), t.LastSeen.Unix())
+}
+
+func (c *Codec) alive(issued, lastSeen int64) error {
+	now := c.now().Unix()
+	switch {
+	case lastSeen > now+clockSkew:
+		return errFuture
+	case c.maxAge > 0 && now-issued >= c.maxAge:
+		return errMaxAge
+	case c.idle > 0 && now-lastSeen >= c.idle:
+		return errIdle
+	}
+	return nil
 }
 
 // NeedsRefresh reports whether the caller should re-issue the cookie of a

@@ -288,3 +288,28 @@ func TestNoLifetimes(t *testing.T) {
 		t.Fatal("NeedsRefresh without Idle")
 	}
 }
+
+func TestAliveMatchesDecode(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { return now }
+	c, err := New(Config{Keys: []Key{GenerateKey()}, MaxAge: time.Hour, Idle: 10 * time.Minute, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Encode("web1", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := c.Decode(v)
+	if err != nil || c.Alive(tk) != nil {
+		t.Fatalf("fresh ticket: %v / %v", err, c.Alive(tk))
+	}
+	for _, d := range []time.Duration{9 * time.Minute, 10 * time.Minute, 2 * time.Hour} {
+		now = time.Unix(1_700_000_000, 0).Add(d)
+		_, decErr := c.Decode(v)
+		aliveErr := c.Alive(tk)
+		if (decErr == nil) != (aliveErr == nil) || (aliveErr != nil && !errors.Is(aliveErr, ErrExpired)) {
+			t.Errorf("after %v: Decode %v, Alive %v", d, decErr, aliveErr)
+		}
+	}
+}

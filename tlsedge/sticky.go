@@ -2,6 +2,7 @@ package tlsedge
 
 import (
 	"errors"
+	"hash/maphash"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -22,6 +23,40 @@ type stickyCodec struct {
 	// most once per backend per second instead of once per new visitor.
 	// The map is built once; only the pointers change.
 	fresh map[string]*atomic.Pointer[freshCookie]
+	// seen caches decoded cookies: a returning browser sends the same
+	// value on every request, and verifying it (HMAC, AES, base64) is the
+	// expensive part. Lifetimes are still checked on every request.
+	seen ticketCache
+}
+
+// ticketCache maps recently verified cookie values to their tickets: a
+// fixed array of slots picked by a keyed hash, each swapped atomically, so
+// lookups take no lock and memory is bounded whatever clients send. Only
+// values that verified are ever stored, so a forged value can never hit.
+type ticketCache struct {
+	seed  maphash.Seed
+	slots [ticketCacheSlots]atomic.Pointer[cachedTicket]
+}
+
+const ticketCacheSlots = 1024
+
+type cachedTicket struct {
+	value  string
+	ticket session.Ticket
+}
+
+func (c *ticketCache) get(v string) (session.Ticket, bool) {
+	e := c.slots[maphash.String(c.seed, v)%ticketCacheSlots].Load()
+	if e == nil || e.value != v {
+		return session.Ticket{}, false
+	}
+	return e.ticket, true
+}
+
+// put stores a copy of v: the caller's string may be a slice of a whole
+// request head, which the cache must not keep alive.
+func (c *ticketCache) put(v string, t session.Ticket) {
+	c.slots[maphash.String(c.seed, v)%ticketCacheSlots].Store(&cachedTicket{value: strings.Clone(v), ticket: t})
 }
 
 type freshCookie struct {
@@ -31,6 +66,7 @@ type freshCookie struct {
 
 func newStickyCodec(name string, c *session.Codec, backendIDs []string) *stickyCodec {
 	s := &stickyCodec{name: name, prefix: name + "=", codec: c, fresh: make(map[string]*atomic.Pointer[freshCookie], len(backendIDs))}
+	s.seen.seed = maphash.MakeSeed()
 	for _, id := range backendIDs {
 		s.fresh[id] = new(atomic.Pointer[freshCookie])
 	}
@@ -70,9 +106,17 @@ func (x *exchange) readCookie(r *http.Request) {
 	if !found {
 		return
 	}
-	t, err := s.codec.Decode(value)
-	if err != nil {
-		return
+	t, ok := s.seen.get(value)
+	if ok {
+		if s.codec.Alive(t) != nil {
+			return
+		}
+	} else {
+		var err error
+		if t, err = s.codec.Decode(value); err != nil {
+			return
+		}
+		s.seen.put(value, t)
 	}
 	x.ticket, x.hasTicket = t, true
 	x.target.Prefer = x.app.pool.Backend(t.BackendID)

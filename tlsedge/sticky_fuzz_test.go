@@ -1,10 +1,12 @@
 package tlsedge
 
 import (
+	"hash/maphash"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tlsedge/tlsedge/session"
 )
@@ -110,5 +112,46 @@ func BenchmarkStickyNewSession(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.newSessionCookie("a", now) //nolint:errcheck
+	}
+}
+
+func TestTicketCache(t *testing.T) {
+	var c ticketCache
+	c.seed = maphash.MakeSeed()
+	head := "GET / HTTP/1.1\r\nCookie: s=VALUE123\r\n"
+	v := head[len(head)-10 : len(head)-2]
+	if _, ok := c.get(v); ok {
+		t.Fatal("empty cache hit")
+	}
+	c.put(v, session.Ticket{BackendID: "a"})
+	if tk, ok := c.get("VALUE123"); !ok || tk.BackendID != "a" {
+		t.Fatalf("stored ticket not found: %v %v", tk, ok)
+	}
+	if _, ok := c.get("VALUE124"); ok {
+		t.Fatal("a different value hit")
+	}
+	if e := c.slots[maphash.String(c.seed, v)%ticketCacheSlots].Load(); unsafe.StringData(e.value) == unsafe.StringData(v) {
+		t.Error("the cache keeps the caller's string (and so the whole request head) alive")
+	}
+}
+
+// An expired cookie stays refused even when its decoded ticket is cached.
+func TestTicketCacheStillChecksLifetimes(t *testing.T) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	codec, _ := session.New(session.Config{Name: "s", Keys: []session.Key{session.GenerateKey()}, Idle: time.Minute, Now: clock})
+	s := newStickyCodec("s", codec, []string{"a"})
+	v, _ := codec.Encode("a", now)
+	if _, err := codec.Decode(v); err != nil {
+		t.Fatal(err)
+	}
+	tk, err := codec.Decode(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.seen.put(v, tk)
+	now = now.Add(2 * time.Minute)
+	if got, ok := s.seen.get(v); !ok || codec.Alive(got) == nil {
+		t.Fatal("a cached ticket past sticky_idle is still alive")
 	}
 }
