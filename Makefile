@@ -24,7 +24,8 @@ FUZZ_TARGETS := \
 	./tlsedge:FuzzStripCookie \
 	./tlsedge:FuzzRequestHead \
 	./upstream:FuzzReadResponseHead \
-	./upstream:FuzzChunkedBody
+	./upstream:FuzzChunkedBody \
+	./httpsyntax:FuzzParseChunkSize
 
 .PHONY: build demo test test-deps vet unit fuzz bench lint clean
 

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"errors"
 	"io"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // h1Body is the request body of one HTTP/1.1 request: either exactly n
@@ -96,27 +98,9 @@ func (b *h1Body) nextChunk() error {
 	if err != nil {
 		return err
 	}
-	if i := indexByteBytes(line, ';'); i >= 0 {
-		line = line[:i] // chunk extensions are ignored
-	}
-	line = trimOWSBytes(line)
-	if len(line) == 0 || len(line) > 15 {
+	n, ok := httpsyntax.ParseChunkSize(line)
+	if !ok {
 		return errBadChunk
-	}
-	var n int64
-	for _, c := range line {
-		var d byte
-		switch {
-		case c >= '0' && c <= '9':
-			d = c - '0'
-		case c >= 'a' && c <= 'f':
-			d = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			return errBadChunk
-		}
-		n = n<<4 | int64(d)
 	}
 	if n == 0 {
 		// Trailer section: field lines until an empty line. Dropped: the
@@ -199,14 +183,4 @@ func indexByteBytes(b []byte, c byte) int {
 		}
 	}
 	return -1
-}
-
-func trimOWSBytes(s []byte) []byte {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // This file reads an HTTP/1.1 request head (RFC 9112) into a reused
@@ -400,31 +402,7 @@ func validHostHeader(h string) bool {
 }
 
 // isToken reports whether s is an RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tokenByte[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-var tokenByte = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
+func isToken(s string) bool { return httpsyntax.IsToken(s) }
 
 // hasToken reports whether a comma-separated header value lists tok
 // (case-insensitively).

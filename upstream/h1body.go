@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 var (
@@ -198,41 +200,7 @@ func parseChunkSize(line []byte) (int64, bool) {
 	if len(line) < 3 || line[len(line)-2] != '\r' {
 		return 0, false
 	}
-	line = line[:len(line)-2]
-	var n int64
-	i := 0
-	for ; i < len(line); i++ {
-		d, ok := unhex(line[i])
-		if !ok {
-			break
-		}
-		if i == 15 {
-			return 0, false
-		}
-		n = n<<4 | int64(d)
-	}
-	if i == 0 {
-		return 0, false
-	}
-	// Whitespace may precede an extension (BWS) and, as net/http allows,
-	// end the line.
-	rest := bytes.TrimLeft(line[i:], " \t")
-	if len(rest) > 0 && rest[0] != ';' || !validValueBytes(rest) {
-		return 0, false
-	}
-	return n, true
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
+	return httpsyntax.ParseChunkSize(line[:len(line)-2])
 }
 
 // readTrailers reads the trailer section after the last chunk, up to the

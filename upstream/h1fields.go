@@ -3,6 +3,8 @@ package upstream
 import (
 	"net/http"
 	"strings"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // Field rules shared by the request writer and the response parser.
@@ -84,33 +86,8 @@ func classifyField(name string) fieldKind {
 	return fieldPlain
 }
 
-// tokenTable marks the characters of an RFC 9110 token (section 5.6.2).
-var tokenTable = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
 // isToken reports whether v is an RFC 9110 token (section 5.6.2).
-func isToken(v string) bool {
-	if v == "" {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		if !tokenTable[v[i]] {
-			return false
-		}
-	}
-	return true
-}
+func isToken(v string) bool { return httpsyntax.IsToken(v) }
 
 // validFieldValue reports whether v may be sent as a field value: no
 // control characters but HTAB (so no CR, LF or NUL), obs-text allowed.

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // Reasons a response head is refused. Each ends the connection and, before
@@ -223,7 +225,7 @@ func splitField(line []byte) (name, value []byte, err error) {
 	}
 	name = line[:colon]
 	for _, c := range name {
-		if !tokenTable[c] {
+		if !httpsyntax.IsTokenByte(c) {
 			return nil, nil, errFieldName // includes whitespace before ':'
 		}
 	}
