@@ -46,6 +46,47 @@ type h1Conn struct {
 	w       h1Writer
 	tlsInfo *tls.ConnectionState
 	active  atomic.Bool // a request is being served
+	src     idleSource
+}
+
+// idleSource is what the bufio.Reader reads: first the byte that ended an
+// idle wait, then the connection. While a connection waits for its next
+// request it holds no bufio buffers (16 KiB back to the pools), which is
+// most connections most of the time.
+type idleSource struct {
+	conn    net.Conn
+	b       [1]byte
+	pending bool
+}
+
+func (s *idleSource) Read(p []byte) (int, error) {
+	if s.pending && len(p) > 0 {
+		p[0], s.pending = s.b[0], false
+		return 1, nil
+	}
+	return s.conn.Read(p)
+}
+
+// acquire takes buffers from the pools for the next request.
+func (c *h1Conn) acquire() {
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(&c.src)
+	c.bw = writerPool.Get().(*bufio.Writer)
+	c.bw.Reset(c.nc)
+	c.hr.br, c.w.bw = c.br, c.bw
+}
+
+// release gives the buffers back; the caller has flushed bw and knows br
+// holds nothing unread.
+func (c *h1Conn) release() {
+	if c.br == nil {
+		return
+	}
+	c.br.Reset(nil)
+	c.bw.Reset(nil)
+	readerPool.Put(c.br)
+	writerPool.Put(c.bw)
+	c.br, c.bw, c.hr.br, c.w.bw = nil, nil, nil, nil
 }
 
 var (
@@ -62,12 +103,8 @@ func (s *Server) serveH1(ctx context.Context, tc *tls.Conn) {
 	// client while its backend thinks (see docs/performance.md), and a
 	// shared or per-request context would cost every request.
 	c.base = http.Request{RemoteAddr: tc.RemoteAddr().String(), TLS: c.tlsInfo}
-	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(tc)
-	c.bw = writerPool.Get().(*bufio.Writer)
-	c.bw.Reset(tc)
-	c.w.conn, c.w.bw, c.w.hdr = c, c.bw, make(http.Header, 16)
-	c.hr.br = c.br
+	c.src.conn = tc
+	c.w.conn, c.w.hdr = c, make(http.Header, 16)
 
 	s.trackConn(c, true)
 	hijacked := false
@@ -75,10 +112,7 @@ func (s *Server) serveH1(ctx context.Context, tc *tls.Conn) {
 		s.trackConn(c, false)
 		if !hijacked {
 			tc.Close()
-			c.br.Reset(nil)
-			c.bw.Reset(nil)
-			readerPool.Put(c.br)
-			writerPool.Put(c.bw)
+			c.release()
 		}
 	}()
 	for {
@@ -103,11 +137,16 @@ func (c *h1Conn) waitRequest() bool {
 	if c.srv.shuttingDown.Load() {
 		return false
 	}
-	if c.br.Buffered() == 0 {
+	if c.br == nil || c.br.Buffered() == 0 {
+		// Nothing pipelined: wait without buffers.
+		c.release()
 		c.nc.SetReadDeadline(time.Now().Add(idleTimeout)) //nolint:errcheck // a dead conn fails the read
-		if _, err := c.br.Peek(1); err != nil {
+		if n, err := c.nc.Read(c.src.b[:]); n == 0 {
+			_ = err // EOF, timeout, reset: the connection is done
 			return false
 		}
+		c.src.pending = true
+		c.acquire()
 	}
 	c.active.Store(true)
 	return !c.srv.shuttingDown.Load()
