@@ -1,7 +1,6 @@
 package tlsedge
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -13,7 +12,7 @@ import (
 // acceptLoop accepts TLS connections until the listener closes. Each gets
 // its own goroutine for the handshake; ALPN then decides who serves it:
 // "h2" goes to net/http's HTTP/2 server, everything else to serveH1.
-func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, h2 *connListener) error {
+func (s *Server) acceptLoop(ln net.Listener, h2 *connListener) error {
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -31,7 +30,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, h2 *connListen
 			return err
 		}
 		backoff = 0
-		go s.handshake(ctx, nc, h2)
+		go s.handshake(nc, h2)
 	}
 }
 
@@ -41,7 +40,7 @@ func isTemporary(err error) bool {
 }
 
 // handshake completes TLS within handshakeTimeout and dispatches by ALPN.
-func (s *Server) handshake(ctx context.Context, nc net.Conn, h2 *connListener) {
+func (s *Server) handshake(nc net.Conn, h2 *connListener) {
 	tc := tls.Server(nc, s.tlsConf)
 	// A deadline, not HandshakeContext with a timeout: a cancellable
 	// context makes crypto/tls start a watcher goroutine per handshake.
@@ -61,7 +60,7 @@ func (s *Server) handshake(ctx context.Context, nc net.Conn, h2 *connListener) {
 		}
 		return
 	}
-	s.serveH1(ctx, tc)
+	s.serveH1(tc)
 }
 
 // connListener is a net.Listener fed by the accept loop: net/http's server

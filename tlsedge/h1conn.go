@@ -32,21 +32,22 @@ const (
 
 // h1Conn is one client connection speaking HTTP/1.x.
 type h1Conn struct {
-	srv     *Server
-	nc      net.Conn // the *tls.Conn
-	br      *bufio.Reader
-	bw      *bufio.Writer
-	hr      headReader
-	req     http.Request
-	url     url.URL
-	base    http.Request // the per-connection fields, copied into req per request
-	hdr     http.Header
-	body    h1Body
-	head    requestHead
-	w       h1Writer
-	tlsInfo *tls.ConnectionState
-	active  atomic.Bool // a request is being served
-	src     idleSource
+	srv      *Server
+	nc       net.Conn // the *tls.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	hr       headReader
+	req      http.Request
+	url      url.URL
+	base     http.Request // the per-connection fields, copied into req per request
+	hdr      http.Header
+	body     h1Body
+	head     requestHead
+	w        h1Writer
+	tlsInfo  *tls.ConnectionState // &tlsState, shared by the connection's requests
+	tlsState tls.ConnectionState
+	active   atomic.Bool // a request is being served
+	src      idleSource
 }
 
 // idleSource is what the bufio.Reader reads: first the byte that ended an
@@ -65,6 +66,19 @@ func (s *idleSource) Read(p []byte) (int, error) {
 		return 1, nil
 	}
 	return s.conn.Read(p)
+}
+
+// recycle clears what refers to the finished connection and returns the
+// state to connPool; maps and scratch slices keep their capacity.
+func (c *h1Conn) recycle() {
+	clear(c.hdr)
+	clear(c.w.hdr)
+	c.req, c.base, c.url = http.Request{}, http.Request{}, url.URL{}
+	c.tlsState, c.tlsInfo = tls.ConnectionState{}, nil
+	c.body, c.head, c.src = h1Body{}, requestHead{}, idleSource{}
+	c.srv, c.nc, c.w.conn = nil, nil, nil
+	c.active.Store(false)
+	connPool.Put(c)
 }
 
 // acquire takes buffers from the pools for the next request.
@@ -92,28 +106,37 @@ func (c *h1Conn) release() {
 var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 8<<10) }}
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 8<<10) }}
+	// connPool recycles the per-connection state (request, header maps,
+	// parser scratch): a connection per request, as with TLS handshake
+	// floods, would otherwise allocate ~4 KB of it each time.
+	connPool = sync.Pool{New: func() any {
+		return &h1Conn{hdr: make(http.Header, 16), w: h1Writer{hdr: make(http.Header, 16)}}
+	}}
 )
 
 // serveH1 runs the request loop of one connection until it closes.
-func (s *Server) serveH1(ctx context.Context, tc *tls.Conn) {
-	c := &h1Conn{srv: s, nc: tc, hdr: make(http.Header, 16)}
-	st := tc.ConnectionState()
-	c.tlsInfo = &st
+func (s *Server) serveH1(tc *tls.Conn) {
+	c := connPool.Get().(*h1Conn)
+	c.srv, c.nc = s, tc
+	c.tlsState = tc.ConnectionState()
+	c.tlsInfo = &c.tlsState
 	// The request's context is Background: this server does not watch a
 	// client while its backend thinks (see docs/performance.md), and a
 	// shared or per-request context would cost every request.
 	c.base = http.Request{RemoteAddr: tc.RemoteAddr().String(), TLS: c.tlsInfo}
-	c.src.conn = tc
-	c.w.conn, c.w.hdr = c, make(http.Header, 16)
+	c.src = idleSource{conn: tc}
+	c.w.conn = c
 
 	s.trackConn(c, true)
 	hijacked := false
 	defer func() {
 		s.trackConn(c, false)
-		if !hijacked {
-			tc.Close()
-			c.release()
+		if hijacked {
+			return // the handler owns the connection and its buffers now
 		}
+		tc.Close()
+		c.release()
+		c.recycle()
 	}()
 	for {
 		if !c.waitRequest() {

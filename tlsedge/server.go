@@ -193,9 +193,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 3)
 	h2ln := newConnListener(s.tlsLn.Addr())
 	go func() { errc <- serveErr(s.tlsSrv.Serve(h2ln)) }()
-	connCtx, cancelConns := context.WithCancel(context.Background())
-	defer cancelConns()
-	go func() { errc <- s.acceptLoop(connCtx, s.tlsLn, h2ln) }()
+	go func() { errc <- s.acceptLoop(s.tlsLn, h2ln) }()
 	if s.httpLn != nil {
 		s.httpSrv = &http.Server{
 			Handler:           http.HandlerFunc(s.serveRedirect),
@@ -230,7 +228,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.log.WithError(e).Warn("HTTP/1.1 requests still in flight at the shutdown deadline were cut")
 	}
 	wg2.Wait()
-	cancelConns()
 	if s.httpSrv != nil {
 		s.httpSrv.Shutdown(sctx) //nolint:errcheck // redirects are instant
 	}
