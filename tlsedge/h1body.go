@@ -2,6 +2,7 @@ package tlsedge
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 
@@ -154,7 +155,7 @@ func readBodyLine(br *bufio.Reader) ([]byte, error) {
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		line = line[:n-1]
 	}
-	if indexByteBytes(line, '\r') >= 0 {
+	if bytes.IndexByte(line, '\r') >= 0 {
 		return nil, errBadChunk
 	}
 	return line, nil
@@ -174,13 +175,4 @@ func (b *h1Body) drain(max int64) bool {
 	}
 	n, err := io.CopyN(io.Discard, b, max)
 	return err == io.EOF && n <= max
-}
-
-func indexByteBytes(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"strings"
 
 	"github.com/tlsedge/tlsedge/httpsyntax"
 )
@@ -132,12 +133,12 @@ func (h *headReader) read(r *http.Request, head *requestHead) error {
 
 // parseRequestLine reads "METHOD SP request-target SP HTTP-version".
 func parseRequestLine(r *http.Request, line string) error {
-	sp1 := indexByteStr(line, ' ')
+	sp1 := strings.IndexByte(line, ' ')
 	if sp1 <= 0 {
 		return badHead(http.StatusBadRequest, "malformed request line")
 	}
 	rest := line[sp1+1:]
-	sp2 := indexByteStr(rest, ' ')
+	sp2 := strings.IndexByte(rest, ' ')
 	if sp2 <= 0 {
 		return badHead(http.StatusBadRequest, "malformed request line")
 	}
@@ -172,11 +173,11 @@ func parseTarget(u *url.URL, target, method string) error {
 	switch {
 	case target[0] == '/':
 		path, query := target, ""
-		if i := indexByteStr(target, '?'); i >= 0 {
+		if i := strings.IndexByte(target, '?'); i >= 0 {
 			path, query = target[:i], target[i+1:]
 		}
 		u.RawQuery = query
-		if indexByteStr(path, '%') < 0 {
+		if strings.IndexByte(path, '%') < 0 {
 			u.Path = path
 			return nil
 		}
@@ -223,7 +224,7 @@ func (h *headReader) parseFields(r *http.Request, head *requestHead, s string) e
 		if line[0] == ' ' || line[0] == '\t' {
 			return badHead(http.StatusBadRequest, "obs-fold header line")
 		}
-		colon := indexByteStr(line, ':')
+		colon := strings.IndexByte(line, ':')
 		if colon <= 0 {
 			return badHead(http.StatusBadRequest, "header line without a name")
 		}
@@ -409,7 +410,7 @@ func isToken(s string) bool { return httpsyntax.IsToken(s) }
 func hasToken(v, tok string) bool {
 	for len(v) > 0 {
 		part := v
-		if i := indexByteStr(v, ','); i >= 0 {
+		if i := strings.IndexByte(v, ','); i >= 0 {
 			part, v = v[:i], v[i+1:]
 		} else {
 			v = ""
@@ -421,6 +422,9 @@ func hasToken(v, tok string) bool {
 	return false
 }
 
+// asciiEqualFold compares ASCII case-insensitively. Not strings.EqualFold:
+// that one folds Unicode too (the Kelvin sign matches 'k'), and a framing
+// header must match byte for byte what a backend would see.
 func asciiEqualFold(a, b string) bool {
 	if len(a) != len(b) {
 		return false
@@ -448,13 +452,4 @@ func trimOWS(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
-}
-
-func indexByteStr(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
 }
