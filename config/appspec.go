@@ -46,6 +46,14 @@ func appOptions() []option {
 		}},
 		{"sticky_max_age", "sticky_max_age=DURATION", "a sticky session ends this long after it began (e.g. 24h; default: never)", durationOption(func(a *App) *Duration { return &a.StickyMaxAge })},
 		{"sticky_idle", "sticky_idle=DURATION", "a sticky session ends after this long without a request (e.g. 30m; default: never)", durationOption(func(a *App) *Duration { return &a.StickyIdle })},
+		{"tls", "tls=auto|internal|files", "certificates from ACME, the local CA or --cert/--cert-dir files (default: files that cover the host, else auto with --acme-email, else internal)", func(a *App, v string, has bool) error {
+			switch strings.ToLower(v) {
+			case TLSAuto, TLSInternal, TLSFiles:
+				a.TLS = strings.ToLower(v)
+				return nil
+			}
+			return fmt.Errorf("%w: want tls=auto, tls=internal or tls=files", ErrSyntax)
+		}},
 	}
 }
 

@@ -40,6 +40,10 @@ type Config struct {
 	// StickyKeyFile holds the sticky-cookie keys, one per line, the first
 	// signs. Default: <state_dir>/sticky.keys, generated once.
 	StickyKeyFile string `yaml:"sticky_key_file,omitempty"`
+	// Storage is where ACME certificates, accounts and locks live: "" for
+	// files under <state_dir>/acme, or redis://[user:pass@]host:port/db
+	// (rediss:// for TLS) so that several instances share them.
+	Storage string `yaml:"storage,omitempty"`
 
 	TLS      TLS      `yaml:"tls,omitempty"`
 	Upstream Upstream `yaml:"upstream,omitempty"`
@@ -47,11 +51,19 @@ type Config struct {
 	Apps     []App    `yaml:"apps"`
 }
 
-// TLS says where certificates come from. With neither Certs nor CertDir,
-// the local CA issues certificates for every configured host.
+// TLS says where certificates come from: files first, then ACME for apps
+// with tls=auto (the default when an ACME email is given), then the local
+// CA for apps with tls=internal (the default otherwise).
 type TLS struct {
 	Certs   []CertPair `yaml:"certs,omitempty"`
 	CertDir string     `yaml:"cert_dir,omitempty"`
+	ACME    ACME       `yaml:"acme,omitempty"`
+	// OnDemand obtains certificates at the first handshake for names that
+	// are not configured, when an allowlist or ask URL allows them.
+	OnDemand OnDemand `yaml:"on_demand,omitempty"`
+	// ImportAutocert is an x/crypto/acme/autocert cache directory whose
+	// certificates are served and handed to ACME storage at start-up.
+	ImportAutocert string `yaml:"import_autocert,omitempty"`
 }
 
 // CertPair is one PEM certificate chain and its key.
@@ -93,6 +105,11 @@ type App struct {
 	StickyMaxAge Duration `yaml:"sticky_max_age,omitempty"`
 	// StickyIdle ends a sticky session after this long without a request.
 	StickyIdle Duration `yaml:"sticky_idle,omitempty"`
+	// TLS says where the app's certificates come from: auto (ACME),
+	// internal (the local CA) or files. Default: files when a certificate
+	// file covers the host, else auto when an ACME email is given, else
+	// internal.
+	TLS string `yaml:"tls,omitempty"`
 }
 
 // Backend is one origin server of an app. In both spellings it may be

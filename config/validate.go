@@ -43,6 +43,7 @@ func (c *Config) Normalize(stateDir string) {
 	}
 	for i := range c.Apps {
 		a := &c.Apps[i]
+		a.TLS = strings.ToLower(a.TLS)
 		for j, h := range a.Hosts {
 			a.Hosts[j] = strings.TrimSuffix(strings.ToLower(h), ".")
 		}
@@ -68,6 +69,7 @@ func (c *Config) Normalize(stateDir string) {
 			}
 		}
 	}
+	c.normalizeACME()
 }
 
 // BackendID derives a backend's sticky id from its address: stable across
@@ -112,6 +114,7 @@ func (c *Config) Validate() error {
 	default:
 		add("", "log.format", c.Log.Format, errors.New("want text or json"))
 	}
+	c.validateACME(add)
 	if len(c.Apps) == 0 {
 		errs = append(errs, errors.New("no apps configured: give at least one --app HOST=BACKEND or an apps: list in the config file"))
 	}
@@ -188,12 +191,17 @@ func checkListen(addr string) error {
 	return nil
 }
 
-// checkHost accepts DNS names, "*." wildcards of one label, and IP addresses.
+// AnyHost is the host pattern of an app that catches every host no other
+// app matches, such as on-demand TLS's custom domains.
+const AnyHost = "*"
+
+// checkHost accepts DNS names, "*." wildcards of one label, IP addresses
+// and AnyHost.
 func checkHost(h string) error {
 	if h == "" {
 		return errors.New("empty host")
 	}
-	if net.ParseIP(h) != nil {
+	if net.ParseIP(h) != nil || h == AnyHost {
 		return nil
 	}
 	name := strings.TrimPrefix(h, "*.")

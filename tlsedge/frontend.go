@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/tlsedge/tlsedge/certs"
 )
 
 // acceptLoop accepts TLS connections until the listener closes. Each gets
@@ -54,7 +56,11 @@ func (s *Server) handshake(nc net.Conn, h2 *connListener) {
 		nc.Close()
 		return
 	}
-	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+	switch tc.ConnectionState().NegotiatedProtocol {
+	case certs.ACMETLS1:
+		tc.Close() // a TLS-ALPN-01 validation ends with the handshake
+		return
+	case "h2":
 		if !h2.push(tc) {
 			tc.Close()
 		}

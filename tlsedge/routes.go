@@ -4,16 +4,20 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+
+	"github.com/tlsedge/tlsedge/config"
 )
 
 // routeTable maps a request's host and path to an app. It is built once
 // per configuration snapshot and only read afterwards, so lookups take no
 // lock. Order: exact host, then a "*.example.com" wildcard (one label, as
 // in certificates), then the longest path prefix on a segment boundary
-// ("/api" matches "/api" and "/api/x", never "/apix").
+// ("/api" matches "/api" and "/api/x", never "/apix"). The host "*"
+// catches every host nothing else matches (on-demand TLS's custom domains).
 type routeTable struct {
 	exact map[string][]route
 	wild  map[string][]route // keyed by the wildcard's parent, "example.com"
+	any   []route
 }
 
 type route struct {
@@ -28,14 +32,23 @@ func newRouteTable() *routeTable {
 // add registers an app for a host pattern and path prefix. Callers have
 // validated both (config.Validate), including uniqueness.
 func (t *routeTable) add(host, prefix string, app http.Handler) {
+	r := route{prefix: strings.TrimSuffix(prefix, "/"), app: app}
+	if host == config.AnyHost {
+		t.any = sortRoutes(append(t.any, r))
+		return
+	}
 	m, key := t.exact, host
 	if rest, ok := strings.CutPrefix(host, "*."); ok {
 		m, key = t.wild, rest
 	}
-	rs := append(m[key], route{prefix: strings.TrimSuffix(prefix, "/"), app: app})
-	// Longest prefix first, so the first match is the most specific.
+	m[key] = sortRoutes(append(m[key], r))
+}
+
+// sortRoutes puts the longest prefix first, so the first match is the most
+// specific.
+func sortRoutes(rs []route) []route {
 	sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].prefix) > len(rs[j].prefix) })
-	m[key] = rs
+	return rs
 }
 
 // lookupResult says why a lookup found nothing: the status to answer.
@@ -55,6 +68,9 @@ func (t *routeTable) match(hostport, path string) (http.Handler, lookupResult) {
 		if i := strings.IndexByte(host, '.'); i > 0 {
 			rs, ok = t.wild[host[i+1:]]
 		}
+	}
+	if !ok && t.any != nil {
+		rs, ok = t.any, true
 	}
 	if !ok {
 		return nil, routeUnknownHost

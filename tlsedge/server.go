@@ -22,6 +22,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/tlsedge/tlsedge/certs"
 	"github.com/tlsedge/tlsedge/config"
 	"github.com/tlsedge/tlsedge/upstream"
 )
@@ -39,6 +40,9 @@ type Options struct {
 	// CertPollInterval is how often certificate files are checked for
 	// changes (default 2s).
 	CertPollInterval time.Duration
+	// RenewCheckInterval is how often ACME certificates are checked for
+	// renewal (default 10 minutes, certmagic's; tests shorten it).
+	RenewCheckInterval time.Duration
 	// Now is the clock for sticky-cookie lifetimes (default time.Now);
 	// tests move it instead of sleeping.
 	Now func() time.Time
@@ -116,9 +120,19 @@ func (s *Server) newTLSConfig() *tls.Config {
 			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 		},
 		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
-		NextProtos:       []string{"h2", "http/1.1"},
+		// acme-tls/1 last: only an ACME CA validating a TLS-ALPN-01
+		// challenge offers it, and such a connection is closed after the
+		// handshake (RFC 8737).
+		NextProtos: []string{"h2", "http/1.1", certs.ACMETLS1},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.snap.Load().certs.GetCertificate(hello)
+			snap := s.snap.Load()
+			if certs.IsChallengeHello(hello) {
+				if snap.acme == nil {
+					return nil, errors.New("TLS-ALPN-01 challenge, but ACME is not configured")
+				}
+				return snap.acme.ChallengeCert(hello)
+			}
+			return snap.certs.GetCertificate(hello)
 		},
 	}
 }
@@ -282,6 +296,9 @@ func (s *Server) logLocal(r *http.Request, res lookupResult) {
 // serveRedirect answers every plain-HTTP request with a permanent redirect
 // to the same URL over HTTPS. 308 (not 301) keeps the method and body.
 func (s *Server) serveRedirect(w http.ResponseWriter, r *http.Request) {
+	if a := s.snap.Load().acme; a != nil && a.HandleHTTPChallenge(w, r) {
+		return
+	}
 	host := canonicalHost(r.Host)
 	if host == "" {
 		writePage(w, http.StatusBadRequest, "Bad request", "A Host header is required.")

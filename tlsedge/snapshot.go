@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/caddyserver/certmagic"
 
 	"github.com/sirupsen/logrus"
 
@@ -31,7 +33,11 @@ type snapshot struct {
 	certs  *certs.Selector
 	static *certs.Static // nil without certificate files
 	ca     *certs.LocalCA
-	caDir  string // where the local CA lives (or would, in `check`)
+	caDir  string      // where the local CA lives (or would, in `check`)
+	acme   *certs.ACME // nil when no app uses ACME
+	// sources says where each host's certificate comes from: one of
+	// config.TLSFiles, TLSAuto, TLSInternal.
+	sources map[string]string
 }
 
 // compileDeps are the long-lived things a snapshot is compiled against.
@@ -44,6 +50,9 @@ type compileDeps struct {
 	localCA      bool // false in `check`: describe the CA, create nothing
 	caLeafExpiry time.Duration
 	now          func() time.Time
+	// openStorage opens ACME storage; nil in `check`, which opens nothing.
+	openStorage func(cfg *config.Config) (certmagic.Storage, string, error)
+	renewCheck  time.Duration
 }
 
 func (s *Server) compileDeps() compileDeps {
@@ -55,6 +64,10 @@ func (s *Server) compileDeps() compileDeps {
 		stickyKeys: session.LoadOrCreateKeyFile,
 		localCA:    true,
 		now:        s.opts.Now,
+		openStorage: func(cfg *config.Config) (certmagic.Storage, string, error) {
+			return certs.OpenStorage(context.Background(), cfg.Storage, cfg.StateDir)
+		},
+		renewCheck: s.opts.RenewCheckInterval,
 	}
 }
 
@@ -86,50 +99,6 @@ func compile(cfg *config.Config, d compileDeps) (*snapshot, error) {
 	return snap, nil
 }
 
-// compileCerts builds the certificate selector: certificate files first,
-// then the local CA for every configured host no file covers.
-func (snap *snapshot) compileCerts(cfg *config.Config, d compileDeps) error {
-	var sources []certs.Source
-	if len(cfg.TLS.Certs) > 0 || cfg.TLS.CertDir != "" {
-		sc := certs.StaticConfig{Dir: cfg.TLS.CertDir, PollInterval: d.certPoll, Log: d.log.WithField("component", "certs")}
-		for _, p := range cfg.TLS.Certs {
-			sc.Pairs = append(sc.Pairs, certs.Pair{CertFile: p.Cert, KeyFile: p.Key})
-		}
-		st, err := certs.NewStatic(sc)
-		if err != nil {
-			return fmt.Errorf("tls: %w", err)
-		}
-		snap.static = st
-		sources = append(sources, st)
-	}
-	var uncovered []string
-	for _, app := range cfg.Apps {
-		for _, h := range app.Hosts {
-			if snap.static == nil || !covers(snap.static, h) {
-				uncovered = append(uncovered, h)
-			}
-		}
-	}
-	if len(uncovered) > 0 {
-		snap.caDir = filepath.Join(cfg.StateDir, "ca")
-	}
-	if len(uncovered) > 0 && d.localCA {
-		ca, err := certs.NewLocalCA(certs.LocalCAConfig{
-			Dir:          snap.caDir,
-			Hosts:        uncovered,
-			LeafLifetime: d.caLeafExpiry,
-			Log:          d.log.WithField("component", "localca"),
-		})
-		if err != nil {
-			return fmt.Errorf("local CA: %w", err)
-		}
-		snap.ca = ca
-		sources = append(sources, ca)
-	}
-	snap.certs = certs.NewSelector(sources...)
-	return nil
-}
-
 // covers reports whether a static source has a certificate for a host
 // pattern; a wildcard pattern is probed with a name it would match.
 func covers(st *certs.Static, host string) bool {
@@ -144,13 +113,29 @@ func covers(st *certs.Static, host string) bool {
 // run owns the snapshot's background work (watching certificate files)
 // until ctx ends.
 func (snap *snapshot) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	if snap.acme != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); snap.acme.Run(ctx) }()
+	}
 	if snap.static != nil {
 		snap.static.Run(ctx)
 	}
+	<-ctx.Done()
+	wg.Wait()
 }
 
 // describeCert says where a host's certificate comes from.
 func (snap *snapshot) describeCert(host string) string {
+	if host == config.AnyHost {
+		if snap.cfg.TLS.OnDemand.Enabled {
+			return "on-demand ACME for names the policy allows, the default certificate otherwise"
+		}
+		return "the default certificate (clients of other names will see a name mismatch)"
+	}
+	if snap.sources[host] == config.TLSAuto && snap.acme == nil {
+		return "ACME " + snap.cfg.TLS.ACME.ACMEDirectory() + " (storage " + describeStorage(snap.cfg) + ")"
+	}
 	if snap.ca == nil && snap.caDir != "" && (snap.static == nil || !covers(snap.static, host)) {
 		return "local CA in " + snap.caDir + " (created at first start)"
 	}

@@ -26,6 +26,17 @@ type flagValues struct {
 	logLevel      string
 	logFormat     string
 	accessLog     string
+
+	acmeEmail, acmeCA, acmeCARoot   string
+	acmeEABKeyID, acmeEABHMAC       string
+	acmeNoHTTP01, acmeNoTLSALPN01   bool
+	storage                         string
+	onDemand                        bool
+	onDemandAllow                   []string
+	onDemandAsk                     string
+	onDemandAskCache                string
+	onDemandRate, onDemandRatePerIP string
+	importAutocert                  string
 }
 
 // newFlagSet declares every flag of run and check. The README's flag
@@ -42,6 +53,21 @@ func newFlagSet(name string, v *flagValues) *pflag.FlagSet {
 	fs.StringArrayVar(&v.certs, "cert", nil, "PEM certificate chain `FILE` (repeatable, pairs with --key in order)")
 	fs.StringArrayVar(&v.keys, "key", nil, "PEM private key `FILE` (repeatable, pairs with --cert in order)")
 	fs.StringVar(&v.certDir, "cert-dir", "", "`DIR` of certificates: NAME.crt + NAME.key, or cert and key in one NAME.pem")
+	fs.StringVar(&v.acmeEmail, "acme-email", "", "ACME account `EMAIL`; turns on automatic certificates (tls=auto) for every app without files")
+	fs.StringVar(&v.acmeCA, "acme-ca", "", "ACME CA: letsencrypt, staging, zerossl or a directory `URL` (default letsencrypt)")
+	fs.StringVar(&v.acmeCARoot, "acme-ca-root", "", "PEM `FILE` of roots to trust for the ACME CA's own HTTPS (a private or test CA)")
+	fs.StringVar(&v.acmeEABKeyID, "acme-eab-kid", "", "external account binding key `ID` (ZeroSSL, commercial CAs)")
+	fs.StringVar(&v.acmeEABHMAC, "acme-eab-hmac", "", "external account binding HMAC `KEY`, base64url")
+	fs.BoolVar(&v.acmeNoHTTP01, "acme-disable-http01", false, "do not answer HTTP-01 challenges on --http-listen")
+	fs.BoolVar(&v.acmeNoTLSALPN01, "acme-disable-tlsalpn01", false, "do not answer TLS-ALPN-01 challenges on --listen")
+	fs.StringVar(&v.storage, "storage", "", "where ACME certificates, accounts and locks live: redis://[user:pass@]host:port/db or rediss://... (`URL`; default files in STATE_DIR/acme)")
+	fs.BoolVar(&v.onDemand, "on-demand", false, "obtain certificates at the first handshake for names no app lists (needs --on-demand-allow or --on-demand-ask)")
+	fs.StringArrayVar(&v.onDemandAllow, "on-demand-allow", nil, "on-demand names: NAME or *.DOMAIN (any name below DOMAIN), repeatable (`PATTERN`)")
+	fs.StringVar(&v.onDemandAsk, "on-demand-ask", "", "on-demand: ask `URL`?domain=NAME&ip=CLIENT; a 200 allows the name")
+	fs.StringVar(&v.onDemandAskCache, "on-demand-ask-cache", "", "how long an ask answer, allowed or refused, is kept (`DURATION`, default "+config.DefaultAskCache.String()+")")
+	fs.StringVar(&v.onDemandRate, "on-demand-rate", "", "on-demand orders overall, N/DURATION (`RATE`, default "+config.DefaultOnDemandRate.String()+")")
+	fs.StringVar(&v.onDemandRatePerIP, "on-demand-rate-per-ip", "", "on-demand orders per client IP, N/DURATION (`RATE`, default "+config.DefaultOnDemandRatePerIP.String()+")")
+	fs.StringVar(&v.importAutocert, "import-autocert", "", "x/crypto/acme/autocert cache `DIR` to import at start-up: its certificates are served and renewed, not ordered again")
 	fs.StringVar(&v.stateDir, "state-dir", "", "`DIR` for generated state: local CA, sticky keys (default $XDG_STATE_HOME/tlsedge, /var/lib/tlsedge for root)")
 	fs.StringVar(&v.stickyKeyFile, "sticky-key-file", "", "sticky-cookie keys `FILE`, one per line, the first signs (default STATE_DIR/sticky.keys, generated once)")
 	fs.StringVar(&v.logLevel, "log-level", "", "`LEVEL`: debug, info, warn, error (default info)")
@@ -74,6 +100,35 @@ func loadConfig(fs *pflag.FlagSet, v *flagValues, getenv func(string) string, ui
 	set("log-level", &cfg.Log.Level, v.logLevel)
 	set("log-format", &cfg.Log.Format, v.logFormat)
 	set("access-log", &cfg.Log.AccessLog, v.accessLog)
+	set("acme-email", &cfg.TLS.ACME.Email, v.acmeEmail)
+	set("acme-ca", &cfg.TLS.ACME.CA, v.acmeCA)
+	set("acme-ca-root", &cfg.TLS.ACME.CARoot, v.acmeCARoot)
+	set("acme-eab-kid", &cfg.TLS.ACME.EABKeyID, v.acmeEABKeyID)
+	set("acme-eab-hmac", &cfg.TLS.ACME.EABHMAC, v.acmeEABHMAC)
+	set("storage", &cfg.Storage, v.storage)
+	set("on-demand-ask", &cfg.TLS.OnDemand.Ask, v.onDemandAsk)
+	set("import-autocert", &cfg.TLS.ImportAutocert, v.importAutocert)
+	if fs.Changed("acme-disable-http01") {
+		cfg.TLS.ACME.DisableHTTP01 = v.acmeNoHTTP01
+	}
+	if fs.Changed("acme-disable-tlsalpn01") {
+		cfg.TLS.ACME.DisableTLSALPN01 = v.acmeNoTLSALPN01
+	}
+	if fs.Changed("on-demand") {
+		cfg.TLS.OnDemand.Enabled = v.onDemand
+	}
+	if fs.Changed("on-demand-allow") {
+		cfg.TLS.OnDemand.Allow = v.onDemandAllow
+	}
+	if err := setParsed(fs, "on-demand-ask-cache", v.onDemandAskCache, &cfg.TLS.OnDemand.AskCache, config.ParseDuration); err != nil {
+		return nil, err
+	}
+	if err := setParsed(fs, "on-demand-rate", v.onDemandRate, &cfg.TLS.OnDemand.Rate, config.ParseRate); err != nil {
+		return nil, err
+	}
+	if err := setParsed(fs, "on-demand-rate-per-ip", v.onDemandRatePerIP, &cfg.TLS.OnDemand.RatePerIP, config.ParseRate); err != nil {
+		return nil, err
+	}
 
 	if fs.Changed("cert") || fs.Changed("key") {
 		if len(v.certs) != len(v.keys) {
@@ -107,6 +162,20 @@ func loadConfig(fs *pflag.FlagSet, v *flagValues, getenv func(string) string, ui
 	return cfg, nil
 }
 
+// setParsed sets a field from a flag that needs parsing, with the error
+// naming the flag.
+func setParsed[T any](fs *pflag.FlagSet, name, raw string, dst *T, parse func(string) (T, error)) error {
+	if !fs.Changed(name) {
+		return nil
+	}
+	v, err := parse(raw)
+	if err != nil {
+		return &config.FieldError{Field: "--" + name, Value: raw, Err: err}
+	}
+	*dst = v
+	return nil
+}
+
 func sameRoute(a, b *config.App) bool {
 	norm := func(p string) string {
 		if p == "" {
@@ -134,6 +203,7 @@ Usage:
   tlsedge demo                 try it: local CA, three demo backends, https://localhost:8443/
   tlsedge check [FLAGS]        validate flags and/or --config, print the effective configuration
   tlsedge trust [FLAGS]        print the local CA root and how to make clients trust it
+  tlsedge certs [FLAGS]        list the ACME certificates in storage: names, issuer, expiry, renewal
   tlsedge version              print the version
 
 Examples:
@@ -146,6 +216,19 @@ Examples:
   # Your own certificates (chosen by SNI; reloaded when the files change):
   tlsedge --app 'shop.example.com=10.0.0.5:8080;sticky' \
           --cert /etc/tlsedge/shop.crt --key /etc/tlsedge/shop.key
+
+  # Automatic certificates from Let's Encrypt (ports 80 and 443 reachable,
+  # DNS pointing here; try --acme-ca staging first):
+  tlsedge --acme-email ops@example.com --app 'shop.example.com=10.0.0.5:8080;sticky'
+
+  # Several instances sharing certificates and ACME locks in Redis:
+  tlsedge --acme-email ops@example.com --storage redis://10.0.0.9:6379/0 \
+          --app 'shop.example.com=10.0.0.5:8080,10.0.0.6:8080;sticky'
+
+  # Customers' own domains (SaaS): certificates at the first handshake,
+  # only for names your service approves:
+  tlsedge --acme-email ops@example.com --on-demand \
+          --on-demand-ask http://127.0.0.1:9000/allowed --app '*.example.com=10.0.0.5:8080;tls=files' ...
 
   # Several apps by host and path, certificates from a folder:
   tlsedge --app 'shop.example.com=10.0.0.5:8080,10.0.0.6:8080*2;sticky' \

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -38,7 +39,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 {
 		switch args[0] {
-		case "run", "demo", "check", "trust", "version", "help":
+		case "run", "demo", "check", "trust", "certs", "version", "help":
 			cmd, args = args[0], args[1:]
 		}
 	}
@@ -79,6 +80,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCheck(cfg, stdout, stderr)
 	case "trust":
 		return runTrust(cfg, stdout, stderr)
+	case "certs":
+		return runCerts(ctx, cfg, stdout, stderr, time.Now())
 	}
 	return runServe(ctx, cfg, stdout, stderr)
 }

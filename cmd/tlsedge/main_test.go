@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tlsedge/tlsedge/internal/acmetest"
 )
 
 // binary is the tlsedge command built once for these tests: they run the
@@ -44,6 +46,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if err := acmetest.Cleanup(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
 	os.Exit(code)
 }
 
@@ -102,6 +107,11 @@ func TestBadInputExitsTwo(t *testing.T) {
 		{"missing file", []string{"--config", "/nonexistent/tlsedge.yaml"}, []string{"/nonexistent/tlsedge.yaml"}},
 		{"bad listen", []string{"--app", "a.com=10.0.0.5:80", "--listen", "443"}, []string{`listen "443"`}},
 		{"stray argument", []string{"shop.example.com=10.0.0.5:80"}, []string{"unexpected argument", "--app"}},
+		{"bad email", []string{"--app", "a.com=10.0.0.5:80", "--acme-email", "ops-at-example.com"}, []string{`tls.acme.email "ops-at-example.com"`, "plain address"}},
+		{"bad CA", []string{"--app", "a.com=10.0.0.5:80", "--acme-email", "ops@example.com", "--acme-ca", "lets-encrypt"}, []string{`tls.acme.ca "lets-encrypt"`}},
+		{"bad storage URL", []string{"--app", "a.com=10.0.0.5:80", "--storage", "redis://:hunter2@127.0.0.1:notaport/0"}, []string{"storage", "redis://"}},
+		{"on-demand unbounded", []string{"--app", "*=10.0.0.5:80", "--acme-email", "ops@example.com", "--on-demand"}, []string{"tls.on_demand.enabled", "allowlist"}},
+		{"bad on-demand rate", []string{"--app", "a.com=10.0.0.5:80", "--on-demand-rate", "lots"}, []string{`--on-demand-rate "lots"`, "N/DURATION"}},
 	}
 	for _, tt := range tests {
 		for _, sub := range []string{"run", "check"} {
@@ -117,6 +127,12 @@ func TestBadInputExitsTwo(t *testing.T) {
 				}
 				if strings.Contains(stdout, "listening") || strings.Contains(stderr, "listening") {
 					t.Error("something was started")
+				}
+				if strings.Contains(stderr, "hunter2") {
+					t.Error("a password was printed")
+				}
+				if n := strings.Count(strings.TrimSpace(stderr), "\n"); n > 2 {
+					t.Errorf("%d lines for one mistake:\n%s", n+1, stderr)
 				}
 			})
 		}
@@ -152,6 +168,31 @@ apps:
 	}
 	if !strings.Contains(stderr, "certificate for shop.example.com: local CA") || !strings.Contains(stderr, "configuration OK: 2 app(s)") {
 		t.Errorf("summary: %s", stderr)
+	}
+}
+
+// check with ACME says where each certificate will come from, and orders,
+// opens and contacts nothing.
+func TestCheckACME(t *testing.T) {
+	state := t.TempDir()
+	stdout, stderr, code := runCmd(t, "check", "--state-dir", state, "--acme-email", "ops@example.com", "--acme-ca", "staging",
+		"--app", "shop.example.com=10.0.0.5:8080", "--app", "intranet.example.com=10.0.0.6:8080;tls=internal")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, w := range []string{
+		"certificate for shop.example.com: ACME https://acme-staging-v02.api.letsencrypt.org/directory (storage " + filepath.Join(state, "acme") + ")",
+		"certificate for intranet.example.com: local CA",
+	} {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("summary lacks %q:\n%s", w, stderr)
+		}
+	}
+	if !strings.Contains(stdout, "tls: auto") || !strings.Contains(stdout, "tls: internal") || !strings.Contains(stdout, "email: ops@example.com") {
+		t.Errorf("effective configuration:\n%s", stdout)
+	}
+	if entries, _ := os.ReadDir(state); len(entries) != 0 {
+		t.Errorf("check wrote into the state dir: %v", entries)
 	}
 }
 

@@ -36,7 +36,7 @@ func TestReadmeFlagReference(t *testing.T) {
 	var real []string
 	fs.VisitAll(func(f *pflag.Flag) { real = append(real, f.Name) })
 
-	re := regexp.MustCompile("(?m)^\\| `(?:-[a-z], )?--([a-z-]+)")
+	re := regexp.MustCompile("(?m)^\\| `(?:-[a-z], )?--([a-z0-9-]+)")
 	var documented []string
 	for _, m := range re.FindAllStringSubmatch(readmeSection(t, "flags"), -1) {
 		documented = append(documented, m[1])

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/tlsedge/tlsedge/certs/redisstore"
 	"github.com/tlsedge/tlsedge/config"
 	"github.com/tlsedge/tlsedge/tlsedge"
 )
@@ -20,6 +21,7 @@ func runServe(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer)
 		return exitUsage
 	}
 	log := newLogger(cfg.Log, stderr)
+	redisstore.RouteClientLogs(log.WithField("component", "redis"))
 	access, closeAccess, err := openAccessLog(cfg.Log.AccessLog, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "tlsedge: log.access_log %q: %v\n", cfg.Log.AccessLog, err)

@@ -1,0 +1,65 @@
+package certs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/tlsedge/tlsedge/certs/redisstore"
+)
+
+// OpenStorage opens where ACME certificates, accounts and locks live: files
+// under stateDir/acme when spec is empty, else the Redis that spec names.
+// It returns the storage and a description for logs (password hidden).
+//
+// A storage that exists but does not work right now — an unwritable state
+// dir, a Redis that does not answer — is returned together with a
+// *DegradedError: the caller logs it and serves what it can, and
+// certmagic's retries succeed once the storage works. A bad URL is an
+// error and no storage.
+func OpenStorage(ctx context.Context, spec, stateDir string) (certmagic.Storage, string, error) {
+	if spec == "" {
+		dir := filepath.Join(stateDir, "acme")
+		st := &certmagic.FileStorage{Path: dir}
+		if err := checkWritable(dir); err != nil {
+			return st, dir, &DegradedError{Storage: dir, Err: err}
+		}
+		return st, dir, nil
+	}
+	st, err := redisstore.New(ctx, spec, redisstore.Options{Unreachable: true})
+	if st == nil {
+		return nil, "", err
+	}
+	if err != nil {
+		return st, st.String(), &DegradedError{Storage: st.String(), Err: err}
+	}
+	return st, st.String(), nil
+}
+
+// DegradedError says a storage was opened but does not work yet.
+type DegradedError struct {
+	Storage string
+	Err     error
+}
+
+func (e *DegradedError) Error() string {
+	return "ACME storage " + e.Storage + " does not work (" + e.Err.Error() + "): ACME certificates can be neither loaded nor ordered until it does; retrying with backoff"
+}
+
+func (e *DegradedError) Unwrap() error { return e.Err }
+
+// checkWritable creates dir if needed and writes and removes a file in it.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".tlsedge-write-check-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
