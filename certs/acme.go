@@ -106,6 +106,7 @@ func NewACME(c ACMEConfig) (*ACME, error) {
 	magic = certmagic.New(a.cache, certmagic.Config{
 		Storage:            c.Storage,
 		OnEvent:            a.onEvent,
+		ShouldEmitFunc:     acmeEventWanted,
 		RenewalWindowRatio: c.RenewalWindowRatio,
 		Logger:             zl,
 	})

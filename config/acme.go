@@ -218,6 +218,9 @@ func (c *Config) validateACME(add func(app, field, value string, err error)) {
 			add("", "tls.acme.ca", a.CA, errors.New("want letsencrypt, staging, zerossl or an https:// directory URL"))
 		}
 	}
+	if a.CA == "zerossl" && a.EABKeyID == "" && c.UsesACME() {
+		add("", "tls.acme.ca", a.CA, errors.New("ZeroSSL's ACME endpoint needs external account binding: give --acme-eab-kid and --acme-eab-hmac from the ZeroSSL dashboard"))
+	}
 	if (a.EABKeyID == "") != (a.EABHMAC == "") {
 		add("", "tls.acme.eab_kid", a.EABKeyID, errors.New("external account binding needs both eab_kid and eab_hmac"))
 	}

@@ -94,6 +94,7 @@ func TestACMEValidateErrors(t *testing.T) {
 		{"email without dot", "tls:\n  acme:\n    email: ops@localhost\n" + app, []string{"tls.acme.email", "needs a dot"}},
 		{"bad CA", "tls:\n  acme:\n    email: ops@example.com\n    ca: letsencrypt-prod\n" + app, []string{`tls.acme.ca "letsencrypt-prod"`, "https://"}},
 		{"http CA", "tls:\n  acme:\n    email: ops@example.com\n    ca: http://127.0.0.1:14000/dir\n" + app, []string{"tls.acme.ca", "https://"}},
+		{"zerossl without EAB", "tls:\n  acme:\n    email: ops@example.com\n    ca: zerossl\n" + app, []string{`tls.acme.ca "zerossl"`, "external account binding"}},
 		{"half EAB", "tls:\n  acme:\n    email: ops@example.com\n    eab_kid: k\n" + app, []string{"eab_kid", "both"}},
 		{"bad EAB hmac", "tls:\n  acme:\n    email: ops@example.com\n    eab_kid: k\n    eab_hmac: \"not base64!\"\n" + app, []string{"tls.acme.eab_hmac", "base64url"}},
 		{"no challenge", "tls:\n  acme:\n    email: ops@example.com\n    disable_http01: true\n    disable_tlsalpn01: true\n" + app, []string{"no challenge"}},
@@ -110,20 +111,7 @@ func TestACMEValidateErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse([]byte(tt.yaml))
-			if err == nil {
-				c.Normalize("/state")
-				err = c.Validate()
-			}
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
-			if strings.Contains(err.Error(), "hunter2") {
+			if err := wantConfigError(t, tt.yaml, tt.want); strings.Contains(err.Error(), "hunter2") {
 				t.Errorf("error shows a password: %v", err)
 			}
 		})

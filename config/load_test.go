@@ -97,22 +97,28 @@ func TestValidateErrors(t *testing.T) {
 		{"two documents", "apps: []\n---\napps: []\n", []string{"more than one YAML document"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse([]byte(tt.yaml))
-			if err == nil {
-				c.Normalize("/state")
-				err = c.Validate()
-			}
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantConfigError(t, tt.yaml, tt.want) })
 	}
+}
+
+// wantConfigError parses, normalizes and validates yaml and checks the
+// error mentions every part of want; it returns the error.
+func wantConfigError(t *testing.T, yaml string, want []string) error {
+	t.Helper()
+	c, err := Parse([]byte(yaml))
+	if err == nil {
+		c.Normalize("/state")
+		err = c.Validate()
+	}
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+	return err
 }
 
 func TestValidateReportsEveryError(t *testing.T) {

@@ -142,6 +142,30 @@ func TestACMETLSALPN01(t *testing.T) {
 	obtainVia(t, func(c *config.Config) { c.TLS.ACME.DisableHTTP01 = true; c.HTTPListen = config.Off })
 }
 
+// A CA that requires external account binding: the right key gets a
+// certificate, a wrong one a clear failure.
+func TestACMEExternalAccountBinding(t *testing.T) {
+	const kid, hmac = "kid-tlsedge", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+	ca := acmetest.Start(t, acmetest.Options{EAB: map[string]string{kid: hmac}})
+	be := startBackend(t, "b1")
+	cfg := acmeConfig(ca, be.addr())
+	cfg.TLS.ACME.EABKeyID, cfg.TLS.ACME.EABHMAC = kid, hmac
+	startGateway(t, cfg)
+	if _, err := handshakeLeaf(ca.TLSAddr(), shopHost, ca.Roots(t)); err != nil {
+		t.Fatalf("with the right EAB key: %v", err)
+	}
+
+	ca2 := acmetest.Start(t, acmetest.Options{EAB: map[string]string{kid: hmac}})
+	cfg2 := acmeConfig(ca2, be.addr())
+	cfg2.TLS.ACME.EABKeyID, cfg2.TLS.ACME.EABHMAC = "kid-unknown", hmac
+	g2 := startGateway(t, cfg2)
+	line := waitLog(t, g2, 10*time.Second, "certificate order failed", shopHost, "'kid' references a key that is not known")
+	t.Logf("wrong key: %s", line)
+	if ca2.Orders() != 0 {
+		t.Errorf("%d orders without a valid account", ca2.Orders())
+	}
+}
+
 // handshakeLoop handshakes every interval until stop returns true or the
 // timeout passes, and returns the serials seen and every failure.
 func handshakeLoop(addr, host string, roots func() *x509.CertPool, interval, timeout time.Duration, stop func(serials []string) bool) (serials []string, failures []error) {
