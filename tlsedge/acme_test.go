@@ -188,6 +188,7 @@ func handshakeLoop(addr, host string, roots func() *x509.CertPool, interval, tim
 // Short-lived certificates are renewed and the new one served without a
 // restart and without one failed handshake in between.
 func TestACMERenewal(t *testing.T) {
+	t.Parallel() // mostly waiting for the certificate to age; own CA and ports
 	ca := acmetest.Start(t, acmetest.Options{ValidityPeriod: 40 * time.Second})
 	be := startBackend(t, "b1")
 	g := startGatewayWith(t, acmeConfig(ca, be.addr()), Options{RenewCheckInterval: time.Second})
@@ -210,6 +211,7 @@ func TestACMERenewal(t *testing.T) {
 // serves the certificate it has, logs why the renewal failed, and renews
 // once the CA is back.
 func TestACMECADown(t *testing.T) {
+	t.Parallel() // mostly waiting for certmagic's retry; own CA and ports
 	ca := acmetest.Start(t, acmetest.Options{ValidityPeriod: 100 * time.Second})
 	be := startBackend(t, "b1")
 	cfg := acmeConfig(ca, be.addr())
