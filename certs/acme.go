@@ -199,8 +199,18 @@ func (a *ACME) Lookup(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if !a.cached(name) {
 		// Refuse before certmagic looks at storage or the CA: a random
 		// name costs one map lookup (or one cached ask answer).
-		if err := a.onDemand.decide(hello.Context(), name, clientIP(hello)); err != nil {
+		ip := clientIP(hello)
+		if err := a.onDemand.decide(hello.Context(), name, ip); err != nil {
 			return nil, err
+		}
+		// An order is needed unless storage has the certificate (another
+		// instance's, or one evicted from memory): spend the rate budget
+		// here, so that a refused order fails this handshake at once.
+		if !a.cfg.Storage.Exists(hello.Context(), certmagic.StorageKeys.SiteCert(a.IssuerKey(), name)) {
+			if err := a.onDemand.allowOrder(name, ip); err != nil {
+				a.log.WithField("host", name).WithField("client", ip).Warn(err.Error())
+				return nil, err
+			}
 		}
 		extendDeadline(hello, onDemandWait)
 	}

@@ -96,11 +96,6 @@ func (a *ACME) onEvent(ctx context.Context, event string, data map[string]any) e
 	switch event {
 	case "cert_obtaining":
 		renewal, _ := data["renewal"].(bool)
-		if !renewal {
-			if err := a.allowOrder(ctx, str(data["identifier"])); err != nil {
-				return err
-			}
-		}
 		a.ready.started(str(data["identifier"]))
 		a.log.WithFields(logrus.Fields{"host": data["identifier"], "ca": a.caURL, "renewal": renewal}).Debug("ordering certificate")
 	case "cert_obtained":

@@ -221,23 +221,6 @@ func (a *ACME) decide(ctx context.Context, name string) error {
 	return a.onDemand.decide(ctx, name, helloIP(ctx))
 }
 
-// allowOrder applies the on-demand rate limits to an order that a
-// handshake started; background orders and renewals are not limited.
-func (a *ACME) allowOrder(ctx context.Context, name string) error {
-	if a.onDemand == nil || a.managed[normalizeName(name)] {
-		return nil
-	}
-	hello, ok := ctx.Value(certmagic.ClientHelloInfoCtxKey).(*tls.ClientHelloInfo)
-	if !ok {
-		return nil
-	}
-	if err := a.onDemand.allowOrder(name, clientIP(hello)); err != nil {
-		a.log.WithField("host", name).WithField("client", clientIP(hello)).Warn(err.Error())
-		return err
-	}
-	return nil
-}
-
 func helloIP(ctx context.Context) string {
 	if hello, ok := ctx.Value(certmagic.ClientHelloInfoCtxKey).(*tls.ClientHelloInfo); ok {
 		return clientIP(hello)

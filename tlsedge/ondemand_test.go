@@ -53,7 +53,7 @@ func TestOnDemandAllowlist(t *testing.T) {
 	if _, err := handshakeLeaf(ca.TLSAddr(), "c.customers.tlsedge.test", roots); err == nil {
 		t.Error("third order from one client within the hour was placed")
 	}
-	waitLog(t, g, 5*time.Second, "c.customers.tlsedge.test", "over its rate")
+	waitLog(t, g, 5*time.Second, "TLS handshake failed", "c.customers.tlsedge.test", "over its rate")
 
 	// A name that has its certificate is served again without an order.
 	if _, err := handshakeLeaf(ca.TLSAddr(), "a.customers.tlsedge.test", roots); err != nil {
@@ -99,7 +99,7 @@ func TestOnDemandAsk(t *testing.T) {
 	if _, err := handshakeLeaf(ca.TLSAddr(), "ok2.tlsedge.test", roots); err == nil {
 		t.Error("second order within the global rate was placed")
 	}
-	waitLog(t, g, 5*time.Second, "ok2.tlsedge.test", "over the global rate")
+	waitLog(t, g, 5*time.Second, "TLS handshake failed", "ok2.tlsedge.test", "over the global rate")
 
 	mu.Lock()
 	defer mu.Unlock()
