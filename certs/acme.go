@@ -213,6 +213,10 @@ func (a *ACME) Lookup(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			}
 		}
 		extendDeadline(hello, onDemandWait)
+		// Bound the order too: certmagic would retry it for 3 minutes.
+		ctx, cancel := context.WithTimeout(hello.Context(), onDemandWait)
+		defer cancel()
+		return a.magic.GetCertificateWithContext(ctx, hello)
 	}
 	return a.magic.GetCertificate(hello)
 }
