@@ -38,6 +38,20 @@ func OpenStorage(ctx context.Context, spec, stateDir string) (certmagic.Storage,
 	return st, st.String(), nil
 }
 
+// ReadStorage opens the storage OpenStorage would, for reading only: it
+// creates nothing and does not check that it can write.
+func ReadStorage(ctx context.Context, spec, stateDir string) (certmagic.Storage, string, error) {
+	if spec == "" {
+		dir := filepath.Join(stateDir, "acme")
+		return &certmagic.FileStorage{Path: dir}, dir, nil
+	}
+	st, err := redisstore.New(ctx, spec, redisstore.Options{})
+	if err != nil {
+		return nil, "", err
+	}
+	return st, st.String(), nil
+}
+
 // DegradedError says a storage was opened but does not work yet.
 type DegradedError struct {
 	Storage string

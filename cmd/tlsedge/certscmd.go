@@ -15,7 +15,7 @@ import (
 // runCerts lists the certificates in ACME storage (the state dir's files,
 // or --storage): names, issuer, expiry, when renewal is due, and where.
 func runCerts(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer, now time.Time) int {
-	store, where, err := certs.OpenStorage(ctx, cfg.Storage, cfg.StateDir)
+	store, where, err := certs.ReadStorage(ctx, cfg.Storage, cfg.StateDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "tlsedge: storage %s: %v\n", cfg.RedactedStorage(), err)
 		return exitFailed

@@ -228,7 +228,7 @@ Examples:
   # Customers' own domains (SaaS): certificates at the first handshake,
   # only for names your service approves:
   tlsedge --acme-email ops@example.com --on-demand \
-          --on-demand-ask http://127.0.0.1:9000/allowed --app '*.example.com=10.0.0.5:8080;tls=files' ...
+          --on-demand-ask http://127.0.0.1:9000/allowed --app '*=10.0.0.5:8080'
 
   # Several apps by host and path, certificates from a folder:
   tlsedge --app 'shop.example.com=10.0.0.5:8080,10.0.0.6:8080*2;sticky' \
