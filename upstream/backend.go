@@ -9,6 +9,7 @@
 package upstream
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,7 +51,19 @@ type Backend struct {
 
 	inflight  atomic.Int64 // requests sent and not yet finished
 	downUntil atomic.Int64 // unix nanoseconds; 0 means up
-	fails     atomic.Int32 // consecutive connect failures, drives the backoff
+	fails     atomic.Int32 // ejections since the last success, drives the backoff
+	errs      atomic.Int32 // consecutive failed answers (timeouts, 5xx), see Fail
+
+	checkDown atomic.Bool   // the active health check says down
+	upSince   atomic.Int64  // unix nanoseconds it last came up (slow start)
+	ewmaNs    atomic.Uint64 // float64 bits: latency EWMA to the response head
+}
+
+// newBackend returns the state of a backend that is up since now.
+func newBackend(id, addr string, now time.Time) *Backend {
+	b := &Backend{id: id, addr: addr}
+	b.upSince.Store(now.UnixNano())
+	return b
 }
 
 // ID returns the backend's stable name (the sticky-session value).
@@ -64,11 +77,63 @@ func (b *Backend) Addr() string { return b.addr }
 // connection) is finished.
 func (b *Backend) InFlight() int64 { return b.inflight.Load() }
 
-// Up reports whether b may be given traffic at now: it is not inside a
-// passive backoff window.
+// Up reports whether b may be given traffic at now: the active check (if
+// any) says up, and it is not inside a passive backoff window. When the
+// window ends, b is up again on trial: the next failure ejects it for
+// longer, the next success clears the record.
 func (b *Backend) Up(now time.Time) bool {
+	if b.checkDown.Load() {
+		return false
+	}
 	d := b.downUntil.Load()
 	return d == 0 || now.UnixNano() >= d
+}
+
+// CheckedDown reports whether the active health check holds b down.
+func (b *Backend) CheckedDown() bool { return b.checkDown.Load() }
+
+// SetChecked records the active health check's verdict and reports
+// whether it changed. A backend that comes back is up since now (slow
+// start ramps from there) and its passive record is cleared: the check
+// just proved it answers.
+func (b *Backend) SetChecked(up bool, now time.Time) (changed bool) {
+	if !b.checkDown.CompareAndSwap(up, !up) {
+		return false
+	}
+	if up {
+		b.upSince.Store(now.UnixNano())
+		b.errs.Store(0)
+		b.fails.Store(0)
+		b.downUntil.Store(0)
+	}
+	return true
+}
+
+// UpSince is when b last came back (or was first configured): slow start
+// ramps its weight from there.
+func (b *Backend) UpSince() time.Time { return time.Unix(0, b.upSince.Load()) }
+
+// Latency returns the EWMA of the time to the response head, 0 before the
+// first response.
+func (b *Backend) Latency() time.Duration {
+	return time.Duration(math.Float64frombits(b.ewmaNs.Load()))
+}
+
+// ewmaWeight is the weight of a new sample: about the last 10 responses
+// count, so a backend that slows down is noticed within a few requests.
+const ewmaWeight = 0.1
+
+// ObserveLatency adds one response's time to the response head. A lost
+// compare-and-swap drops the sample rather than retrying: the average is
+// an estimate, and the request path must not spin.
+func (b *Backend) ObserveLatency(d time.Duration) {
+	old := b.ewmaNs.Load()
+	prev := math.Float64frombits(old)
+	next := float64(d)
+	if old != 0 {
+		next = prev + ewmaWeight*(float64(d)-prev)
+	}
+	b.ewmaNs.CompareAndSwap(old, math.Float64bits(next))
 }
 
 // DownUntil returns the end of the current backoff window, or the zero time
@@ -89,16 +154,32 @@ func (b *Backend) DownUntil() time.Time {
 // requests racing to the same dead address) and do not lengthen the backoff.
 // Of concurrent reports that find b up, one wins the compare-and-swap and the
 // others are the same outage too.
-func (b *Backend) MarkFailed(now time.Time) {
+//
+// It reports whether this call took b out of rotation (the caller logs the
+// state change).
+func (b *Backend) MarkFailed(now time.Time) (ejected bool) {
 	d := b.downUntil.Load()
 	nowNs := now.UnixNano()
 	if d != 0 && nowNs < d {
-		return
+		return false
 	}
 	n := b.fails.Load() + 1
 	if b.downUntil.CompareAndSwap(d, now.Add(backoff(n)).UnixNano()) {
 		b.fails.Store(n)
+		b.errs.Store(0)
+		return true
 	}
+	return false
+}
+
+// Fail records a failed answer (a response timeout, or a 5xx where the
+// app counts those) and ejects b, as MarkFailed does, once threshold of
+// them come in a row. It reports whether this call ejected b.
+func (b *Backend) Fail(now time.Time, threshold int) (ejected bool) {
+	if int(b.errs.Add(1)) < threshold {
+		return false
+	}
+	return b.MarkFailed(now)
 }
 
 // MarkSucceeded records that b answered a request, ending any backoff.
@@ -108,11 +189,21 @@ func (b *Backend) MarkFailed(now time.Time) {
 // of a request that started before a concurrent failure may clear that
 // failure; the next failure marks b down again, which is the right trade for
 // a passive check that must not lock.
-func (b *Backend) MarkSucceeded() {
+//
+// It reports whether b had been ejected (the caller logs it back up); b
+// is then up since now, for slow start.
+func (b *Backend) MarkSucceeded(now time.Time) (recovered bool) {
+	if b.errs.Load() != 0 {
+		b.errs.Store(0)
+	}
 	if b.downUntil.Load() != 0 || b.fails.Load() != 0 {
 		b.fails.Store(0)
-		b.downUntil.Store(0)
+		if b.downUntil.Swap(0) != 0 {
+			b.upSince.Store(now.UnixNano())
+			return true
+		}
 	}
+	return false
 }
 
 // backoff returns the down window after the n-th consecutive failure.
@@ -155,7 +246,7 @@ func (r *Registry) Backend(id, addr string) *Backend {
 	if r.backends == nil {
 		r.backends = make(map[identity]*Backend)
 	}
-	b := &Backend{id: id, addr: addr}
+	b := newBackend(id, addr, time.Now())
 	r.backends[k] = b
 	return b
 }

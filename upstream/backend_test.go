@@ -28,7 +28,7 @@ func TestBackendBackoff(t *testing.T) {
 			t.Fatalf("still down at the end of a %v window", want)
 		}
 	}
-	b.MarkSucceeded()
+	b.MarkSucceeded(time.Now())
 	b.MarkFailed(clock.Now())
 	if got := b.DownUntil().Sub(clock.Now()); got != time.Second {
 		t.Fatalf("backoff after a success = %v, want 1s", got)
@@ -47,7 +47,7 @@ func TestBackendFailuresDuringWindowDoNotEscalate(t *testing.T) {
 	if got := b.fails.Load(); got != 1 {
 		t.Fatalf("fails = %d after one outage, want 1", got)
 	}
-	b.MarkSucceeded()
+	b.MarkSucceeded(time.Now())
 	if !b.Up(clock.Now()) || b.fails.Load() != 0 {
 		t.Fatal("success did not reset the backend")
 	}
@@ -140,5 +140,53 @@ func TestErrorPagesLeakNothing(t *testing.T) {
 		if !strings.Contains(page, "<title>") || strings.Contains(page, "127.0.0.1") || strings.Contains(page, "upstream") {
 			t.Errorf("page %d = %q", code, page)
 		}
+	}
+}
+
+func TestBackendHealthTransitions(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := newBackend("a", "127.0.0.1:1", t0)
+	if !b.Up(t0) {
+		t.Fatal("a new backend is down")
+	}
+	// Failed answers eject only at the threshold, once.
+	if b.Fail(t0, 3) || b.Fail(t0, 3) {
+		t.Fatal("ejected before the threshold")
+	}
+	if !b.Fail(t0, 3) || b.Up(t0) {
+		t.Fatal("not ejected at the threshold")
+	}
+	if b.MarkFailed(t0) {
+		t.Error("a second failure within the window counted as a new ejection")
+	}
+	// A success clears everything and says it recovered, once.
+	t1 := t0.Add(2 * time.Second)
+	if !b.MarkSucceeded(t1) || b.MarkSucceeded(t1) {
+		t.Error("recovery not reported exactly once")
+	}
+	if !b.UpSince().Equal(t1) {
+		t.Errorf("up since %v, want %v (slow start restarts)", b.UpSince(), t1)
+	}
+	// The active check overrides: down whatever the passive record says.
+	if !b.SetChecked(false, t1) || b.Up(t1) || b.SetChecked(false, t1) {
+		t.Error("check down not applied exactly once")
+	}
+	t2 := t1.Add(time.Second)
+	if !b.SetChecked(true, t2) || !b.Up(t2) || !b.UpSince().Equal(t2) {
+		t.Error("check up not applied")
+	}
+}
+
+func TestBackendLatencyEWMA(t *testing.T) {
+	b := newBackend("a", "127.0.0.1:1", time.Now())
+	b.ObserveLatency(100 * time.Millisecond)
+	if b.Latency() != 100*time.Millisecond {
+		t.Fatalf("first sample: %v", b.Latency())
+	}
+	for range 50 {
+		b.ObserveLatency(10 * time.Millisecond)
+	}
+	if l := b.Latency(); l < 10*time.Millisecond || l > 11*time.Millisecond {
+		t.Errorf("after 50 fast answers: %v, want ~10ms", l)
 	}
 }

@@ -106,7 +106,9 @@ func (st *attempt) forward(w http.ResponseWriter, r *http.Request) error {
 			// backend's fault, and nobody is waiting for a retry.
 			return err
 		}
-		b.MarkFailed(st.p.now())
+		if now := st.p.now(); b.MarkFailed(now) {
+			logEjected(st.p.log, b, now, err.Error())
+		}
 		lastErr = err
 	}
 	if lastErr != nil {
@@ -241,7 +243,10 @@ func (st *attempt) exchange(w http.ResponseWriter, r *http.Request, c *h1Conn, b
 	// With werr set, the backend stopped taking the body and answered
 	// early (413, 401 before reading a large upload): that answer is
 	// worth more than a 502. The connection is not reused.
-	b.MarkSucceeded()
+	if b.MarkSucceeded(st.now) {
+		logRecovered(st.p.log, b, "answered a request")
+	}
+	b.ObserveLatency(time.Since(st.now))
 	st.active = b
 	st.t.Chosen = b
 	// The head is in; the body may stream for as long as it likes.

@@ -3,6 +3,7 @@ package upstream
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -29,11 +30,24 @@ func randomBytes(t *testing.T, n int) []byte {
 	return b
 }
 
+// errorEntries are the failed-request lines (warn and worse), without the
+// backend state changes (stateEntries).
 func errorEntries(hook *logtest.Hook) []*logrus.Entry {
 	var out []*logrus.Entry
 	for _, e := range hook.AllEntries() {
-		if e.Level <= logrus.WarnLevel {
+		if _, state := e.Data["to"]; e.Level <= logrus.WarnLevel && !state {
 			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// stateEntries are the backend state change lines, as "id from->to".
+func stateEntries(hook *logtest.Hook) []string {
+	var out []string
+	for _, e := range hook.AllEntries() {
+		if to, ok := e.Data["to"]; ok {
+			out = append(out, fmt.Sprintf("%v %v->%v", e.Data["backend"], e.Data["from"], to))
 		}
 	}
 	return out
@@ -174,8 +188,12 @@ func TestAllBackendsDown(t *testing.T) {
 			}
 		}
 	}
-	// Both are tried and refuse: 502, both go into backoff.
+	// Both are tried and refuse: 502, both go into backoff, each with a
+	// state line.
 	check(http.StatusBadGateway, 2, "connection refused")
+	if got := strings.Join(stateEntries(hook), ","); got != "a up->down,b up->down" {
+		t.Errorf("state lines %q", got)
+	}
 	// Within the backoff nothing is tried: 503 at once.
 	check(http.StatusServiceUnavailable, 0, ErrNoBackend.Error())
 	// After the first window both are tried again and the window doubles.

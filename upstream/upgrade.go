@@ -135,7 +135,9 @@ func (st *attempt) roundTrip(req *http.Request) (*http.Response, error) {
 		b.inflight.Add(1)
 		resp, err := st.p.pool.upgrades.RoundTrip(req)
 		if err == nil {
-			b.MarkSucceeded()
+			if b.MarkSucceeded(st.p.now()) {
+				logRecovered(st.p.log, b, "answered a request")
+			}
 			st.active = b
 			st.t.Chosen = b
 			return resp, nil
@@ -146,7 +148,9 @@ func (st *attempt) roundTrip(req *http.Request) (*http.Response, error) {
 		if !errors.As(err, &de) || req.Context().Err() != nil {
 			return nil, err
 		}
-		b.MarkFailed(st.p.now())
+		if now := st.p.now(); b.MarkFailed(now) {
+			logEjected(st.p.log, b, now, err.Error())
+		}
 		if st.body.touched.Load() {
 			return nil, err
 		}
