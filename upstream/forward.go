@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -78,13 +79,21 @@ var errClientGone = errors.New("upstream: client went away")
 
 // forward is the retry loop. It is bounded by MaxAttempts and by the pool
 // size: every iteration adds a backend to tried, and tried backends are
-// never picked again. It moves to the next backend when, and only when,
-// the connection could not be made; nothing of the request was sent then.
+// never picked again. It moves to the next backend when the connection
+// could not be made (nothing of the request was sent), or when it was
+// made and failed in a way retryAfterSend allows; every move spends from
+// the retry budget.
 func (st *attempt) forward(w http.ResponseWriter, r *http.Request) error {
 	var lastErr error
 	for len(st.tried) < st.p.maxAttempts {
 		b := st.next()
 		if b == nil {
+			break
+		}
+		if len(st.tried) == 0 {
+			st.p.budget.request(st.now)
+		} else if !st.p.budget.allowRetry(st.now) {
+			st.p.log.WithField("backends", st.triedString()).Warn("upstream: retry budget spent; not retrying")
 			break
 		}
 		st.tried = append(st.tried, b)
@@ -95,19 +104,27 @@ func (st *attempt) forward(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		b.inflight.Add(-1)
-		var de *DialError
-		if !errors.As(err, &de) || st.bodyRead {
-			// A connection was made: some of the request may have been
-			// sent, so it must not be replayed anywhere.
-			return err
-		}
 		if r.Context().Err() != nil {
-			// The client gave up while we were connecting: not the
-			// backend's fault, and nobody is waiting for a retry.
+			// The client gave up: not the backend's fault, and nobody is
+			// waiting for a retry.
 			return err
 		}
-		if now := st.p.now(); b.MarkFailed(now) {
-			logEjected(st.p.log, b, now, err.Error())
+		var de *DialError
+		switch {
+		case errors.As(err, &de) && !st.bodyRead:
+			if now := st.p.now(); b.MarkFailed(now) {
+				logEjected(st.p.log, b, now, err.Error())
+			}
+		case st.retryAfterSend(r, err):
+			st.dropConn()
+			st.p.failed(b, err)
+		default:
+			// Some of the request may have been acted on: it must not be
+			// replayed anywhere.
+			if isTimeout(err) {
+				st.p.failed(b, err)
+			}
+			return err
 		}
 		lastErr = err
 	}
@@ -115,6 +132,13 @@ func (st *attempt) forward(w http.ResponseWriter, r *http.Request) error {
 		return lastErr
 	}
 	return ErrNoBackend
+}
+
+// failed counts a failed answer of b against its passive threshold.
+func (p *Proxy) failed(b *Backend, err error) {
+	if now := p.now(); b.Fail(now, p.passiveFails) {
+		logEjected(p.log, b, now, strconv.Itoa(p.passiveFails)+" failed answers in a row, the last: "+err.Error())
+	}
 }
 
 // try sends r to b on an idle or new connection. A reused connection that
@@ -243,7 +267,9 @@ func (st *attempt) exchange(w http.ResponseWriter, r *http.Request, c *h1Conn, b
 	// With werr set, the backend stopped taking the body and answered
 	// early (413, 401 before reading a large upload): that answer is
 	// worth more than a 502. The connection is not reused.
-	if b.MarkSucceeded(st.now) {
+	if h.status >= 500 && st.p.passive5xx {
+		st.p.failed(b, errors.New("status "+strconv.Itoa(h.status)))
+	} else if b.MarkSucceeded(st.now) {
 		logRecovered(st.p.log, b, "answered a request")
 	}
 	b.ObserveLatency(time.Since(st.now))

@@ -46,6 +46,18 @@ type ProxyConfig struct {
 	// so only the first requests of an outage pay).
 	MaxAttempts int
 
+	// PassiveFails is how many failed answers in a row (response
+	// timeouts, connections that died before an answer, and 5xx with
+	// Passive5xx) take a backend out of rotation. Default 5 (Envoy's
+	// consecutive_5xx). A refused connect takes it out at once.
+	PassiveFails int
+	// Passive5xx counts 5xx answers as failures. Off by default: one
+	// broken endpoint of an app must not eject every backend.
+	Passive5xx bool
+
+	// RetryBudget bounds retries; zero fields mean the defaults.
+	RetryBudget RetryBudget
+
 	// BufferPool supplies the 32 KiB buffers for copying bodies; share one
 	// (NewBufferPool) between all proxies of a server so idle buffers are not
 	// kept per app. Nil means a pool of this proxy's own. Buffers shorter
@@ -65,29 +77,41 @@ var (
 // Proxy forwards requests to one pool. It is immutable and safe for
 // concurrent use; a reload builds a new one.
 type Proxy struct {
-	pool        *Pool
-	log         *logrus.Entry
-	maxAttempts int
-	now         func() time.Time
-	pages       errorPages
-	bufs        httputil.BufferPool
-	rp          *httputil.ReverseProxy // WebSocket upgrades only
+	pool         *Pool
+	log          *logrus.Entry
+	maxAttempts  int
+	passiveFails int
+	passive5xx   bool
+	budget       *retryBudget
+	now          func() time.Time
+	pages        errorPages
+	bufs         httputil.BufferPool
+	rp           *httputil.ReverseProxy // WebSocket upgrades only
 }
+
+// DefaultPassiveFails is ProxyConfig.PassiveFails's default.
+const DefaultPassiveFails = 5
 
 // NewProxy validates cfg and builds the proxy.
 func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	if cfg.Pool == nil {
 		return nil, errors.New("upstream: proxy needs a pool")
 	}
-	if cfg.MaxAttempts < 0 {
-		return nil, errors.New("upstream: proxy MaxAttempts must not be negative")
+	if cfg.MaxAttempts < 0 || cfg.PassiveFails < 0 {
+		return nil, errors.New("upstream: proxy MaxAttempts and PassiveFails must not be negative")
+	}
+	if r := cfg.RetryBudget.Ratio; r < 0 || r > 10 || cfg.RetryBudget.Min < 0 || cfg.RetryBudget.Window < 0 {
+		return nil, errors.New("upstream: retry budget: ratio 0..10, min and window not negative")
 	}
 	p := &Proxy{
-		pool:        cfg.Pool,
-		log:         cfg.Log,
-		maxAttempts: cfg.MaxAttempts,
-		now:         cfg.Now,
-		pages:       newErrorPages(),
+		pool:         cfg.Pool,
+		log:          cfg.Log,
+		maxAttempts:  cfg.MaxAttempts,
+		passiveFails: cfg.PassiveFails,
+		passive5xx:   cfg.Passive5xx,
+		budget:       newRetryBudget(cfg.RetryBudget),
+		now:          cfg.Now,
+		pages:        newErrorPages(),
 	}
 	if p.log == nil {
 		l := logrus.New()
@@ -99,6 +123,9 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	}
 	if p.now == nil {
 		p.now = time.Now
+	}
+	if p.passiveFails == 0 {
+		p.passiveFails = DefaultPassiveFails
 	}
 	if cfg.BufferPool != nil {
 		p.bufs = minSizePool{cfg.BufferPool}

@@ -98,7 +98,8 @@ func TestRetryAfterRefusedConnect(t *testing.T) {
 }
 
 // A backend that accepted the connection and reset it mid-request may have
-// acted on it: the request must not be replayed on another backend.
+// acted on it: a request that is not idempotent, or whose body started to
+// flow, must not be replayed on another backend.
 func TestNoRetryAfterConnectionMade(t *testing.T) {
 	for _, tc := range []struct {
 		name, method string
@@ -107,7 +108,9 @@ func TestNoRetryAfterConnectionMade(t *testing.T) {
 	}{
 		{"POST sized", "POST", make([]byte, 1<<20), false},
 		{"POST chunked", "POST", make([]byte, 1<<20), true},
-		{"GET", "GET", nil, false},
+		{"POST without body", "POST", nil, false},
+		{"PUT with body", "PUT", make([]byte, 64<<10), false},
+		{"PATCH", "PATCH", nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reset := newResetBackend(t)
