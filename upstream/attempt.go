@@ -99,10 +99,10 @@ func (st *attempt) wasTried(b *Backend) bool {
 // the preferred one if it is usable, else the balancer's choice.
 func (st *attempt) next() *Backend {
 	st.now = st.p.now()
-	if pref := st.t.Prefer; pref != nil && !st.rejects(pref) && st.p.pool.Contains(pref) {
+	if pref := st.t.Prefer; pref != nil && !st.rejects(pref) && st.p.pool.Active(pref, st.now) {
 		return pref
 	}
-	return st.p.pool.Pick(st.skip)
+	return st.p.pool.PickAt(st.now, st.skip)
 }
 
 // triedString lists the tried backends as id@addr for the error log line.

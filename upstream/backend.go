@@ -34,6 +34,9 @@ type BackendConfig struct {
 	Addr string
 	// Weight is the relative share of requests, 1..MaxWeight. Zero means 1.
 	Weight int
+	// Priority is the backend's group: lower groups take traffic first
+	// (see PoolConfig.MinActive). Default 0.
+	Priority int
 }
 
 // identity is what makes two configured backends "the same server" across

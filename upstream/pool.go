@@ -46,6 +46,11 @@ type PoolConfig struct {
 	// a new connection; others are preceded by a liveness probe).
 	IdleConnTimeout time.Duration
 
+	// MinActive is how many backends of the first priority group must be
+	// up for it to take all traffic alone; below that the next group
+	// joins (see priority.go). Default 1.
+	MinActive int
+
 	// MaxIdleConnsPerHost is the number of idle keep-alive connections kept
 	// per backend. Default 256. The net/http default of 2 is made for
 	// clients: behind a proxy every burst above 2 concurrent requests would
@@ -96,7 +101,7 @@ type Pool struct {
 	backends []*Backend
 	index    map[*Backend]int // membership check for sticky hints, stack lookup
 	byID     map[string]*Backend
-	balancer Balancer
+	levels   []level      // priority groups, first = lowest priority number
 	stacks   []*connStack // idle connections, per backend (same order)
 	// upgrades carries WebSocket handshakes for the ReverseProxy path.
 	upgrades *http.Transport
@@ -109,7 +114,7 @@ func NewPool(cfg PoolConfig, reg *Registry) (*Pool, error) {
 	if len(cfg.Backends) == 0 {
 		return nil, errors.New("upstream: pool has no backends")
 	}
-	if cfg.DialTimeout < 0 || cfg.ResponseHeaderTimeout < 0 || cfg.IdleConnTimeout < 0 || cfg.MaxIdleConnsPerHost < 0 {
+	if cfg.DialTimeout < 0 || cfg.ResponseHeaderTimeout < 0 || cfg.IdleConnTimeout < 0 || cfg.MaxIdleConnsPerHost < 0 || cfg.MinActive < 0 {
 		return nil, errors.New("upstream: pool timeouts and limits must not be negative")
 	}
 	if reg == nil {
@@ -122,7 +127,6 @@ func NewPool(cfg PoolConfig, reg *Registry) (*Pool, error) {
 		byID:     make(map[string]*Backend, len(cfg.Backends)),
 	}
 	p.cfg.Backends = make([]BackendConfig, len(cfg.Backends))
-	weights := make([]int, len(cfg.Backends))
 	for i, bc := range cfg.Backends {
 		if err := validateAddr(bc.Addr); err != nil {
 			return nil, fmt.Errorf("upstream: backend %d: %w", i+1, err)
@@ -144,13 +148,17 @@ func NewPool(cfg PoolConfig, reg *Registry) (*Pool, error) {
 		p.backends[i] = b
 		p.index[b] = i
 		p.byID[bc.ID] = b
-		weights[i] = bc.Weight
 	}
-	bal, err := NewSWRR(p.backends, weights)
+	if cfg.MinActive == 0 {
+		p.cfg.MinActive = 1
+	}
+	levels, err := buildLevels(p.backends, p.cfg.Backends, func(bs []*Backend, ws []int) (Balancer, error) {
+		return NewSWRR(bs, ws)
+	})
 	if err != nil {
 		return nil, err
 	}
-	p.balancer = bal
+	p.levels = levels
 	p.cfg.DialTimeout = cfg.dialTimeout()
 	p.cfg.ResponseHeaderTimeout = cfg.responseHeaderTimeout()
 	p.cfg.IdleConnTimeout = cfg.idleConnTimeout()
@@ -232,8 +240,8 @@ func (p *Pool) Contains(b *Backend) bool {
 	return ok
 }
 
-// Pick asks the pool's balancer for a backend; see Balancer.
-func (p *Pool) Pick(skip func(*Backend) bool) *Backend { return p.balancer.Pick(skip) }
+// Pick asks the balancer of the priority level active now; see Balancer.
+func (p *Pool) Pick(skip func(*Backend) bool) *Backend { return p.PickAt(time.Now(), skip) }
 
 // Close closes the pool's idle keep-alive connections. Call it when a reload
 // has retired the pool. Connections still in use are closed when their
