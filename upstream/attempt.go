@@ -14,8 +14,9 @@ import (
 type attempt struct {
 	p        *Proxy
 	t        *Target
-	now      time.Time // clock reading for the current pick
-	skip     func(*Backend) bool
+	now      time.Time           // clock reading for the current pick
+	skip     func(*Backend) bool // rejects, as a func value made once
+	skipDown func(*Backend) bool // rejectsDown
 	tried    []*Backend
 	triedBuf [4]*Backend // backing array of tried for the usual 1-4 attempts
 	active   *Backend    // answered; its in-flight count is held until release
@@ -50,6 +51,7 @@ func newAttempt(p *Proxy, t *Target) *attempt {
 	st := &attempt{p: p, t: t}
 	st.tried = st.triedBuf[:0]
 	st.skip = st.rejects
+	st.skipDown = st.rejectsDown
 	st.onCancel = st.cancel
 	return st
 }
@@ -83,7 +85,24 @@ func putAttempt(st *attempt) {
 // rejects is the balancer's skip function: backends this request already
 // tried and backends in backoff.
 func (st *attempt) rejects(b *Backend) bool {
+	return st.wasTried(b) || !b.Up(st.now) || st.p.full(b)
+}
+
+// rejectsDown is rejects without the load limit.
+func (st *attempt) rejectsDown(b *Backend) bool {
 	return st.wasTried(b) || !b.Up(st.now)
+}
+
+// slotFree reports whether a backend could take the request now.
+func (st *attempt) slotFree() bool {
+	st.now = st.p.now()
+	return st.p.pool.PickAt(st.now, st.skip) != nil
+}
+
+// saturated reports whether a backend is up but full: the request should
+// wait for a slot rather than fail.
+func (st *attempt) saturated() bool {
+	return st.p.maxConns > 0 && st.p.pool.PickAt(st.now, st.skipDown) != nil
 }
 
 func (st *attempt) wasTried(b *Backend) bool {

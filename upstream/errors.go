@@ -81,7 +81,8 @@ func StatusCode(err error) int {
 	if errors.As(err, &ce) {
 		return http.StatusBadRequest
 	}
-	if errors.Is(err, ErrNoBackend) {
+	var qe *QueueError
+	if errors.Is(err, ErrNoBackend) || errors.As(err, &qe) {
 		return http.StatusServiceUnavailable
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -85,11 +85,31 @@ var errClientGone = errors.New("upstream: client went away")
 // the retry budget.
 func (st *attempt) forward(w http.ResponseWriter, r *http.Request) error {
 	var lastErr error
+	var deadline time.Time // of the queue wait, from the first wait
+	fresh := true          // neither waited nor picked yet
 	for len(st.tried) < st.p.maxAttempts {
 		b := st.next()
+		if q := st.p.queue; q != nil && (b == nil && st.saturated() || fresh && b != nil && q.Waiting() > 0) {
+			// Every backend that is up is full, or others wait already
+			// (a newcomer does not overtake them): wait for a slot. A
+			// request that waited before keeps the head of its class.
+			if deadline.IsZero() {
+				deadline = time.Now().Add(q.cfg.Timeout)
+			}
+			err := q.wait(r.Context(), deadline, q.high(r, st.t), !fresh, st.slotFree)
+			fresh = false
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if b == nil {
 			break
 		}
+		if !b.tryAcquire(st.p.maxConns) {
+			continue // another request took the last slot: pick again
+		}
+		fresh = false
 		if len(st.tried) == 0 {
 			st.p.budget.request(st.now)
 		} else if !st.p.budget.allowRetry(st.now) {
@@ -98,12 +118,11 @@ func (st *attempt) forward(w http.ResponseWriter, r *http.Request) error {
 		}
 		st.tried = append(st.tried, b)
 		st.t.Attempts = len(st.tried)
-		b.inflight.Add(1)
 		err := st.try(w, r, b)
 		if err == nil || st.active != nil {
 			return err
 		}
-		b.inflight.Add(-1)
+		st.p.releaseSlot(b)
 		if r.Context().Err() != nil {
 			// The client gave up: not the backend's fault, and nobody is
 			// waiting for a retry.
@@ -240,7 +259,7 @@ func (st *attempt) release(fired bool) {
 		}
 	}
 	if st.active != nil {
-		st.active.inflight.Add(-1)
+		st.p.releaseSlot(st.active)
 	}
 	if st.buf != nil {
 		st.p.bufs.Put(st.buf)
@@ -351,6 +370,10 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, st *attempt, err er
 		return
 	}
 	code := StatusCode(err)
+	var qe *QueueError
+	if errors.As(err, &qe) {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(qe.RetryAfter/time.Second))))
+	}
 	if code == http.StatusBadRequest {
 		// The client's body broke off: the client's problem.
 		if p.log.Logger.IsLevelEnabled(logrus.DebugLevel) {

@@ -55,6 +55,11 @@ type ProxyConfig struct {
 	// broken endpoint of an app must not eject every backend.
 	Passive5xx bool
 
+	// MaxConns caps the requests each backend has at once; 0 means no
+	// limit. Over it, requests wait in the queue (Queue).
+	MaxConns int
+	Queue    QueueConfig
+
 	// RetryBudget bounds retries; zero fields mean the defaults.
 	RetryBudget RetryBudget
 
@@ -83,6 +88,8 @@ type Proxy struct {
 	passiveFails int
 	passive5xx   bool
 	budget       *retryBudget
+	maxConns     int64
+	queue        *queue // nil without MaxConns
 	now          func() time.Time
 	pages        errorPages
 	bufs         httputil.BufferPool
@@ -97,8 +104,8 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	if cfg.Pool == nil {
 		return nil, errors.New("upstream: proxy needs a pool")
 	}
-	if cfg.MaxAttempts < 0 || cfg.PassiveFails < 0 {
-		return nil, errors.New("upstream: proxy MaxAttempts and PassiveFails must not be negative")
+	if cfg.MaxAttempts < 0 || cfg.PassiveFails < 0 || cfg.MaxConns < 0 {
+		return nil, errors.New("upstream: proxy MaxAttempts, PassiveFails and MaxConns must not be negative")
 	}
 	if r := cfg.RetryBudget.Ratio; r < 0 || r > 10 || cfg.RetryBudget.Min < 0 || cfg.RetryBudget.Window < 0 {
 		return nil, errors.New("upstream: retry budget: ratio 0..10, min and window not negative")
@@ -110,6 +117,7 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 		passiveFails: cfg.PassiveFails,
 		passive5xx:   cfg.Passive5xx,
 		budget:       newRetryBudget(cfg.RetryBudget),
+		maxConns:     int64(cfg.MaxConns),
 		now:          cfg.Now,
 		pages:        newErrorPages(),
 	}
@@ -123,6 +131,9 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	}
 	if p.now == nil {
 		p.now = time.Now
+	}
+	if cfg.MaxConns > 0 {
+		p.queue = newQueue(cfg.Queue)
 	}
 	if p.passiveFails == 0 {
 		p.passiveFails = DefaultPassiveFails

@@ -71,7 +71,7 @@ func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, t *Target) 
 func (st *attempt) finishUpgrade() {
 	st.body.done.Store(true)
 	if st.active != nil {
-		st.active.inflight.Add(-1)
+		st.p.releaseSlot(st.active)
 	}
 }
 
@@ -142,7 +142,7 @@ func (st *attempt) roundTrip(req *http.Request) (*http.Response, error) {
 			st.t.Chosen = b
 			return resp, nil
 		}
-		b.inflight.Add(-1)
+		st.p.releaseSlot(b)
 		lastErr = err
 		var de *DialError
 		if !errors.As(err, &de) || req.Context().Err() != nil {
