@@ -46,6 +46,57 @@ func appOptions() []option {
 		}},
 		{"sticky_max_age", "sticky_max_age=DURATION", "a sticky session ends this long after it began (e.g. 24h; default: never)", durationOption(func(a *App) *Duration { return &a.StickyMaxAge })},
 		{"sticky_idle", "sticky_idle=DURATION", "a sticky session ends after this long without a request (e.g. 30m; default: never)", durationOption(func(a *App) *Duration { return &a.StickyIdle })},
+		{"balance", "balance=NAME", "the balancer: roundrobin (default), leastreq (fewest requests in flight), p2c (power of two choices on latency), random, hash", stringOption(func(a *App) *string { return &a.Balance })},
+		{"hash", "hash=ip|header:NAME|cookie:NAME|param:NAME", "affinity without a cookie: consistent hashing (bounded loads) on this key; implies balance=hash", stringOption(func(a *App) *string { return &a.Hash })},
+		{"slow_start", "slow_start=DURATION", "a backend that comes back (or is added) ramps up its share over this long (default: at once)", durationOption(func(a *App) *Duration { return &a.SlowStart })},
+		{"backup", "backup=BACKEND[,BACKEND...]", "backup backends: they take traffic only while fewer than min_active primaries are up", func(a *App, v string, has bool) error {
+			if !has || v == "" {
+				return errors.New("needs backends: backup=HOST:PORT[,HOST:PORT...]")
+			}
+			for _, spec := range strings.Split(v, ",") {
+				b, err := ParseBackend(strings.TrimSpace(spec))
+				if err != nil {
+					return err
+				}
+				b.Priority = 1
+				a.Backends = append(a.Backends, b)
+			}
+			return nil
+		}},
+		{"min_active", "min_active=N", "how many primaries must be up for the backups to stay idle (default 1)", intOption(func(a *App) *int { return &a.MinActive })},
+		{"health", "health=PATH", "active health checks: GET PATH on every backend (defaults: every 5s, timeout 2s, status 200-399, rise 2, fall 3)", func(a *App, v string, has bool) error {
+			if !has || v == "" {
+				return errors.New("needs a path: health=/healthz")
+			}
+			healthOf(a).Path = v
+			return nil
+		}},
+		{"health_interval", "health_interval=DURATION", "time between two checks of a backend", durationOption(func(a *App) *Duration { return &healthOf(a).Interval })},
+		{"health_timeout", "health_timeout=DURATION", "how long a check may take", durationOption(func(a *App) *Duration { return &healthOf(a).Timeout })},
+		{"health_status", "health_status=200-399", "the status (or range) a healthy backend answers", stringOption(func(a *App) *string { return &healthOf(a).Status })},
+		{"health_body", "health_body=TEXT", "text the check's response body must contain", stringOption(func(a *App) *string { return &healthOf(a).Body })},
+		{"health_rise", "health_rise=N", "passing checks in a row to bring a backend up", intOption(func(a *App) *int { return &healthOf(a).Rise })},
+		{"health_fall", "health_fall=N", "failing checks in a row to take a backend down", intOption(func(a *App) *int { return &healthOf(a).Fall })},
+		{"passive_fails", "passive_fails=N", "failed answers in a row (timeouts, dropped connections) that eject a backend from live traffic (default 5)", intOption(func(a *App) *int { return &a.PassiveFails })},
+		{"passive_5xx", "passive_5xx", "count 5xx answers as failed answers too", func(a *App, v string, has bool) error {
+			if has {
+				return errors.New("takes no value")
+			}
+			a.Passive5xx = true
+			return nil
+		}},
+		{"max_conns", "max_conns=N", "requests each backend gets at once; the rest wait in the app's queue (default: no limit)", intOption(func(a *App) *int { return &a.MaxConns })},
+		{"queue", "queue=N", "requests that may wait for a backend (default 256); one more gets 503", intOption(func(a *App) *int { return &a.Queue })},
+		{"queue_timeout", "queue_timeout=DURATION", "how long a request may wait (default 5s), then 503 with Retry-After", durationOption(func(a *App) *Duration { return &a.QueueTimeout })},
+		{"queue_priority_paths", "queue_priority_paths=/A[,/B...]", "path prefixes served before other waiting requests (requests with a valid sticky cookie always are)", func(a *App, v string, has bool) error {
+			if !has || v == "" {
+				return errors.New("needs path prefixes: queue_priority_paths=/checkout,/api/pay")
+			}
+			a.QueuePriorityPaths = strings.Split(v, ",")
+			return nil
+		}},
+		{"queue_priority_header", "queue_priority_header=NAME", "requests carrying this header are served before other waiting requests", stringOption(func(a *App) *string { return &a.QueuePriorityHeader })},
+		{"retry_budget", "retry_budget=PERCENT", "retries may add at most this share of requests over 10 s, plus 10 (default 20%)", stringOption(func(a *App) *string { return &a.RetryBudget })},
 		{"tls", "tls=auto|internal|files", "certificates from ACME, the local CA or --cert/--cert-dir files (default: files that cover the host, else auto with --acme-email, else internal)", func(a *App, v string, has bool) error {
 			switch strings.ToLower(v) {
 			case TLSAuto, TLSInternal, TLSFiles:
@@ -54,6 +105,35 @@ func appOptions() []option {
 			}
 			return fmt.Errorf("%w: want tls=auto, tls=internal or tls=files", ErrSyntax)
 		}},
+	}
+}
+
+// healthOf returns the app's health check settings, creating them.
+func healthOf(a *App) *Health {
+	if a.Health == nil {
+		a.Health = &Health{}
+	}
+	return a.Health
+}
+
+func stringOption(field func(*App) *string) func(*App, string, bool) error {
+	return func(a *App, v string, has bool) error {
+		if !has || v == "" {
+			return errors.New("needs a value")
+		}
+		*field(a) = v
+		return nil
+	}
+}
+
+func intOption(field func(*App) *int) func(*App, string, bool) error {
+	return func(a *App, v string, has bool) error {
+		n, err := strconv.Atoi(v)
+		if !has || err != nil || n < 0 {
+			return errors.New("needs a whole number of 0 or more")
+		}
+		*field(a) = n
+		return nil
 	}
 }
 

@@ -110,6 +110,33 @@ type App struct {
 	// file covers the host, else auto when an ACME email is given, else
 	// internal.
 	TLS string `yaml:"tls,omitempty"`
+
+	// Balance is the balancer: roundrobin (default), leastreq, p2c,
+	// random or hash (with Hash).
+	Balance string `yaml:"balance,omitempty"`
+	// Hash is the key of balance=hash: ip, header:NAME, cookie:NAME or
+	// param:NAME.
+	Hash string `yaml:"hash,omitempty"`
+	// SlowStart ramps a backend that comes back up over this long.
+	SlowStart Duration `yaml:"slow_start,omitempty"`
+	// MinActive is how many primary backends must be up for the backup
+	// groups to stay idle (default 1).
+	MinActive int `yaml:"min_active,omitempty"`
+	// Health turns on active health checks.
+	Health *Health `yaml:"health,omitempty"`
+	// PassiveFails failed answers in a row eject a backend (default 5);
+	// Passive5xx counts 5xx answers as failed.
+	PassiveFails int  `yaml:"passive_fails,omitempty"`
+	Passive5xx   bool `yaml:"passive_5xx,omitempty"`
+	// MaxConns caps each backend's concurrent requests; the rest wait in
+	// a queue of Queue requests (default 256) for QueueTimeout (5s).
+	MaxConns            int      `yaml:"max_conns,omitempty"`
+	Queue               int      `yaml:"queue,omitempty"`
+	QueueTimeout        Duration `yaml:"queue_timeout,omitempty"`
+	QueuePriorityPaths  []string `yaml:"queue_priority_paths,omitempty"`
+	QueuePriorityHeader string   `yaml:"queue_priority_header,omitempty"`
+	// RetryBudget caps retries as a share of requests, like "20%".
+	RetryBudget string `yaml:"retry_budget,omitempty"`
 }
 
 // Backend is one origin server of an app. In both spellings it may be
@@ -120,6 +147,8 @@ type Backend struct {
 	// ID names the backend in sticky cookies. Default: derived from the
 	// address, so every instance with the same configuration agrees.
 	ID string `yaml:"id,omitempty"`
+	// Priority 0 is a primary; 1, 2, ... are backup groups.
+	Priority int `yaml:"priority,omitempty"`
 }
 
 // Sticky is cookie affinity. In the file, "sticky: true" or

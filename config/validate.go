@@ -53,6 +53,7 @@ func (c *Config) Normalize(stateDir string) {
 		if a.Name == "" {
 			a.Name = a.Route()
 		}
+		a.normalizePools()
 		if a.Sticky != nil && a.Sticky.Cookie == stickyOff {
 			a.Sticky = nil
 		}
@@ -169,6 +170,7 @@ func (a *App) validate(routes map[string]string) []error {
 		}
 		ids[b.ID] = i
 	}
+	a.validatePools(add)
 	if a.Sticky != nil {
 		if err := validCookieName(a.Sticky.Cookie); err != nil {
 			add("sticky", a.Sticky.Cookie, err)

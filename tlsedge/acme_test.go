@@ -26,6 +26,13 @@ const shopHost = "shop.tlsedge.test"
 // acmeConfig is one app on shopHost with certificates from ca, listening
 // where Pebble validates.
 func acmeConfig(ca *acmetest.CA, backendAddr string) *config.Config {
+	return acmeConfigFor(ca, backendAddr, shopHost)
+}
+
+// acmeConfigFor is acmeConfig for another host name. Tests that run in
+// parallel need their own names: certmagic keeps the challenges being
+// solved in one map per process, by name.
+func acmeConfigFor(ca *acmetest.CA, backendAddr, host string) *config.Config {
 	return &config.Config{
 		Listen:     ca.TLSAddr(),
 		HTTPListen: ca.HTTPAddr(),
@@ -34,7 +41,7 @@ func acmeConfig(ca *acmetest.CA, backendAddr string) *config.Config {
 			CA:     ca.DirectoryURL(),
 			CARoot: ca.APIRootFile(),
 		}},
-		Apps: []config.App{{Hosts: []string{shopHost}, Backends: []config.Backend{{Addr: backendAddr}}}},
+		Apps: []config.App{{Hosts: []string{host}, Backends: []config.Backend{{Addr: backendAddr}}}},
 	}
 }
 
@@ -191,9 +198,10 @@ func TestACMERenewal(t *testing.T) {
 	t.Parallel() // mostly waiting for the certificate to age; own CA and ports
 	ca := acmetest.Start(t, acmetest.Options{ValidityPeriod: 40 * time.Second})
 	be := startBackend(t, "b1")
-	g := startGatewayWith(t, acmeConfig(ca, be.addr()), Options{RenewCheckInterval: time.Second})
+	const host = "renew.tlsedge.test"
+	g := startGatewayWith(t, acmeConfigFor(ca, be.addr(), host), Options{RenewCheckInterval: time.Second})
 	roots := ca.Roots(t)
-	serials, failures := handshakeLoop(ca.TLSAddr(), shopHost, func() *x509.CertPool { return roots }, 200*time.Millisecond, 60*time.Second,
+	serials, failures := handshakeLoop(ca.TLSAddr(), host, func() *x509.CertPool { return roots }, 200*time.Millisecond, 60*time.Second,
 		func(s []string) bool { return len(s) >= 2 })
 	if len(failures) > 0 {
 		t.Errorf("%d failed handshakes, first: %v", len(failures), failures[0])
@@ -201,7 +209,7 @@ func TestACMERenewal(t *testing.T) {
 	if len(serials) < 2 {
 		t.Fatalf("served serials %v: no renewal within 60s", serials)
 	}
-	waitLog(t, g, 5*time.Second, "certificate renewed", shopHost)
+	waitLog(t, g, 5*time.Second, "certificate renewed", host)
 	if issued := ca.Issued(); !slices.Contains(issued, serials[1]) {
 		t.Errorf("renewed serial %s not issued by Pebble (%v)", serials[1], issued)
 	}
@@ -214,20 +222,21 @@ func TestACMECADown(t *testing.T) {
 	t.Parallel() // mostly waiting for certmagic's retry; own CA and ports
 	ca := acmetest.Start(t, acmetest.Options{ValidityPeriod: 100 * time.Second})
 	be := startBackend(t, "b1")
-	cfg := acmeConfig(ca, be.addr())
+	const host = "down.tlsedge.test"
+	cfg := acmeConfigFor(ca, be.addr(), host)
 	// Renewal is due 15 s after issuance; certmagic retries a failed
 	// renewal after one minute, so the certificate outlives the outage.
 	cfg.TLS.ACME.RenewalWindowRatio = 0.85
 	g := startGatewayWith(t, cfg, Options{RenewCheckInterval: time.Second})
 	roots := ca.Roots(t)
-	first, err := handshakeLeaf(ca.TLSAddr(), shopHost, roots)
+	first, err := handshakeLeaf(ca.TLSAddr(), host, roots)
 	if err != nil {
 		t.Fatalf("first handshake: %v", err)
 	}
 	ca.Pause(t)
 
 	resumed := false
-	serials, failures := handshakeLoop(ca.TLSAddr(), shopHost, func() *x509.CertPool { return roots }, 250*time.Millisecond, 95*time.Second,
+	serials, failures := handshakeLoop(ca.TLSAddr(), host, func() *x509.CertPool { return roots }, 250*time.Millisecond, 95*time.Second,
 		func(s []string) bool {
 			if !resumed && strings.Contains(g.logs.String(), "certificate renewal failed") {
 				ca.Resume(t)
@@ -239,7 +248,7 @@ func TestACMECADown(t *testing.T) {
 		ca.Resume(t)
 		t.Fatal("no renewal failure logged while the CA was down")
 	}
-	line := waitLog(t, g, time.Second, "certificate renewal failed", shopHost, "connection refused")
+	line := waitLog(t, g, time.Second, "certificate renewal failed", host, "connection refused")
 	t.Logf("while down: %s", line)
 	if len(failures) > 0 {
 		t.Errorf("%d failed handshakes while the CA was down, first: %v", len(failures), failures[0])
@@ -247,7 +256,7 @@ func TestACMECADown(t *testing.T) {
 	if len(serials) < 2 || serials[0] != serial(first) {
 		t.Fatalf("served serials %v (first %s): no renewal after the CA came back", serials, serial(first))
 	}
-	waitLog(t, g, 5*time.Second, "certificate renewed", shopHost)
+	waitLog(t, g, 5*time.Second, "certificate renewed", host)
 }
 
 // An unreachable CA: one clear error line, the other apps served, and a

@@ -19,7 +19,9 @@ type appHandler struct {
 	cfg    *config.App
 	pool   *upstream.Pool
 	proxy  *upstream.Proxy
-	sticky *stickyCodec // nil when the app is not sticky
+	health *upstream.HealthConfig // nil without active checks
+	key    session.AffinityKey    // nil unless balance=hash
+	sticky *stickyCodec           // nil when the app is not sticky
 	access *accessLog
 	log    *logrus.Entry
 	now    func() time.Time
@@ -27,19 +29,7 @@ type appHandler struct {
 
 func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d compileDeps) (*appHandler, error) {
 	log := d.log.WithField("app", app.Name)
-	pc := upstream.PoolConfig{
-		DialTimeout:           cfg.Upstream.DialTimeout.D(),
-		ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout.D(),
-		IdleConnTimeout:       cfg.Upstream.IdleConnTimeout.D(),
-	}
-	for _, b := range app.Backends {
-		pc.Backends = append(pc.Backends, upstream.BackendConfig{ID: b.ID, Addr: b.Addr, Weight: b.Weight})
-	}
-	pool, err := upstream.NewPool(pc, d.registry)
-	if err != nil {
-		return nil, err
-	}
-	proxy, err := upstream.NewProxy(upstream.ProxyConfig{Pool: pool, Log: log})
+	pool, proxy, err := newPoolAndProxy(app, cfg, d.registry, log)
 	if err != nil {
 		return nil, err
 	}
@@ -48,6 +38,18 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 		now = time.Now
 	}
 	h := &appHandler{cfg: app, pool: pool, proxy: proxy, access: d.access, log: log, now: now}
+	if h.health, err = healthConfig(app); err != nil {
+		return nil, err
+	}
+	if app.Hash != "" {
+		src, err := config.ParseHash(app.Hash)
+		if err != nil {
+			return nil, err
+		}
+		if h.key, err = session.NewAffinityKey(src.Kind, src.Name); err != nil {
+			return nil, err
+		}
+	}
 	if app.Sticky != nil {
 		codec, err := session.New(session.Config{
 			Name:   app.Sticky.CookieName(),
@@ -72,6 +74,11 @@ func (a *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := exchange{w: w, app: a, start: a.now()}
 	if a.sticky != nil {
 		x.readCookie(r)
+	}
+	if a.key != nil {
+		if k, ok := a.key(r); ok {
+			x.target.Key, x.target.HasKey = upstream.HashKey(k), true
+		}
 	}
 	a.proxy.Serve(&x, r, &x.target)
 	if a.access != nil {

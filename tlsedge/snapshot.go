@@ -35,6 +35,7 @@ type snapshot struct {
 	ca     *certs.LocalCA
 	caDir  string      // where the local CA lives (or would, in `check`)
 	acme   *certs.ACME // nil when no app uses ACME
+	log    *logrus.Entry
 	// sources says where each host's certificate comes from: one of
 	// config.TLSFiles, TLSAuto, TLSInternal.
 	sources map[string]string
@@ -73,7 +74,7 @@ func (s *Server) compileDeps() compileDeps {
 
 // compile turns a validated configuration into a snapshot.
 func compile(cfg *config.Config, d compileDeps) (*snapshot, error) {
-	snap := &snapshot{cfg: cfg, routes: newRouteTable()}
+	snap := &snapshot{cfg: cfg, routes: newRouteTable(), log: d.log.WithField("component", "server")}
 	if err := snap.compileCerts(cfg, d); err != nil {
 		return nil, err
 	}
@@ -114,6 +115,8 @@ func covers(st *certs.Static, host string) bool {
 // until ctx ends.
 func (snap *snapshot) run(ctx context.Context) {
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); snap.runHealth(ctx, snap.log) }()
 	if snap.acme != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); snap.acme.Run(ctx) }()

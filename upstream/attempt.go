@@ -121,6 +121,9 @@ func (st *attempt) next() *Backend {
 	if pref := st.t.Prefer; pref != nil && !st.rejects(pref) && st.p.pool.Active(pref, st.now) {
 		return pref
 	}
+	if st.t.HasKey {
+		return st.p.pool.PickKeyAt(st.now, st.t.Key, st.skip)
+	}
 	return st.p.pool.PickAt(st.now, st.skip)
 }
 

@@ -46,6 +46,11 @@ type PoolConfig struct {
 	// a new connection; others are preceded by a liveness probe).
 	IdleConnTimeout time.Duration
 
+	// Balancer names the balancer (see NewBalancer; "" is round robin)
+	// and BalancerOptions tunes it.
+	Balancer        string
+	BalancerOptions BalancerOptions
+
 	// MinActive is how many backends of the first priority group must be
 	// up for it to take all traffic alone; below that the next group
 	// joins (see priority.go). Default 1.
@@ -153,7 +158,7 @@ func NewPool(cfg PoolConfig, reg *Registry) (*Pool, error) {
 		p.cfg.MinActive = 1
 	}
 	levels, err := buildLevels(p.backends, p.cfg.Backends, func(bs []*Backend, ws []int) (Balancer, error) {
-		return NewSWRR(bs, ws)
+		return NewBalancer(cfg.Balancer, bs, ws, cfg.BalancerOptions)
 	})
 	if err != nil {
 		return nil, err

@@ -94,3 +94,13 @@ func (p *Pool) Active(b *Backend, now time.Time) bool {
 func (p *Pool) PickAt(now time.Time, skip func(*Backend) bool) *Backend {
 	return p.activeLevel(now).balancer.Pick(skip)
 }
+
+// PickKeyAt is PickAt for a hash key: a KeyBalancer maps it to its
+// backend; other balancers ignore it.
+func (p *Pool) PickKeyAt(now time.Time, key uint64, skip func(*Backend) bool) *Backend {
+	bal := p.activeLevel(now).balancer
+	if kb, ok := bal.(KeyBalancer); ok {
+		return kb.PickKey(key, skip)
+	}
+	return bal.Pick(skip)
+}

@@ -27,6 +27,10 @@ type Target struct {
 	Chosen *Backend
 	// Attempts is the number of backends a connection was tried to.
 	Attempts int
+	// Key is the request's affinity key (see HashKey) for a pool whose
+	// balancer hashes; HasKey says it is set.
+	Key    uint64
+	HasKey bool
 }
 
 // ProxyConfig configures a Proxy. NewProxy reads it once; the caller keeps

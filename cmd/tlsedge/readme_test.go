@@ -56,7 +56,7 @@ func TestReadmeFlagReference(t *testing.T) {
 
 func TestReadmeAppOptions(t *testing.T) {
 	section := readmeSection(t, "app-options")
-	re := regexp.MustCompile("(?m)^\\| `([a-z_]+)")
+	re := regexp.MustCompile("(?m)^\\| `([a-z0-9_]+)")
 	var documented, real []string
 	for _, m := range re.FindAllStringSubmatch(section, -1) {
 		documented = append(documented, m[1])

@@ -1,0 +1,103 @@
+package tlsedge
+
+import (
+	"context"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/upstream"
+)
+
+// newPoolAndProxy builds an app's backend pool (balancer, priority groups)
+// and the proxy in front of it (passive health, load limits, queue,
+// retries) from the app's configuration.
+func newPoolAndProxy(app *config.App, cfg *config.Config, reg *upstream.Registry, log *logrus.Entry) (*upstream.Pool, *upstream.Proxy, error) {
+	pc := upstream.PoolConfig{
+		DialTimeout:           cfg.Upstream.DialTimeout.D(),
+		ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout.D(),
+		IdleConnTimeout:       cfg.Upstream.IdleConnTimeout.D(),
+		Balancer:              app.Balance,
+		BalancerOptions:       upstream.BalancerOptions{SlowStart: app.SlowStart.D()},
+		MinActive:             app.MinActive,
+	}
+	for _, b := range app.Backends {
+		pc.Backends = append(pc.Backends, upstream.BackendConfig{ID: b.ID, Addr: b.Addr, Weight: b.Weight, Priority: b.Priority})
+	}
+	pool, err := upstream.NewPool(pc, reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	xc := upstream.ProxyConfig{
+		Pool:         pool,
+		Log:          log,
+		PassiveFails: app.PassiveFails,
+		Passive5xx:   app.Passive5xx,
+		MaxConns:     app.MaxConns,
+		Queue: upstream.QueueConfig{
+			Len:            app.Queue,
+			Timeout:        app.QueueTimeout.D(),
+			PriorityPaths:  app.QueuePriorityPaths,
+			PriorityHeader: app.QueuePriorityHeader,
+		},
+	}
+	if app.RetryBudget != "" {
+		if xc.RetryBudget.Ratio, err = config.ParsePercent(app.RetryBudget); err != nil {
+			return nil, nil, err
+		}
+	}
+	proxy, err := upstream.NewProxy(xc)
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return pool, proxy, nil
+}
+
+// healthConfig translates an app's health settings; nil without checks.
+func healthConfig(app *config.App) (*upstream.HealthConfig, error) {
+	h := app.Health
+	if h == nil {
+		return nil, nil
+	}
+	lo, hi, err := h.StatusRange()
+	if err != nil {
+		return nil, err
+	}
+	hc := &upstream.HealthConfig{
+		Path:      h.Path,
+		Interval:  h.Interval.D(),
+		Timeout:   h.Timeout.D(),
+		StatusMin: lo,
+		StatusMax: hi,
+		Body:      h.Body,
+		Rise:      h.Rise,
+		Fall:      h.Fall,
+	}
+	if err := hc.Validate(); err != nil {
+		return nil, err
+	}
+	return hc, nil
+}
+
+// runHealth runs the active checks of every app that has them until ctx
+// ends, and waits for them to stop.
+func (snap *snapshot) runHealth(ctx context.Context, log *logrus.Entry) {
+	var checkers []*upstream.HealthChecker
+	for _, a := range snap.apps {
+		if a.health == nil {
+			continue
+		}
+		hc, err := upstream.StartHealth(ctx, a.pool, *a.health, a.log.WithField("component", "health"))
+		if err != nil {
+			log.WithError(err).WithField("app", a.cfg.Name).Error("health checks not started")
+			continue
+		}
+		a.log.WithField("check", a.health.String()).Info("health checks started")
+		checkers = append(checkers, hc)
+	}
+	<-ctx.Done()
+	for _, hc := range checkers {
+		hc.Stop()
+	}
+}
