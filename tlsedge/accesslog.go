@@ -24,6 +24,7 @@ type accessEntry struct {
 	Duration time.Duration
 	App      string
 	Backend  string // backend id, "" when none answered
+	Attempts int    // backends tried; written only when more than one
 	TLS      uint16 // negotiated version, 0 for plain HTTP
 	Sticky   stickyResult
 }
@@ -157,6 +158,10 @@ func formatText(b []byte, e *accessEntry) []byte {
 	b = append(b, tlsVersionName(e.TLS)...)
 	b = append(b, " sticky="...)
 	b = append(b, e.Sticky.String()...)
+	if e.Attempts > 1 {
+		b = append(b, " attempts="...)
+		b = strconv.AppendInt(b, int64(e.Attempts), 10)
+	}
 	return append(b, '\n')
 }
 
@@ -185,6 +190,11 @@ func formatJSON(b []byte, e *accessEntry) []byte {
 	b = append(b, tlsVersionName(e.TLS)...)
 	b = append(b, `","sticky":"`...)
 	b = append(b, e.Sticky.String()...)
+	if e.Attempts > 1 {
+		b = append(b, `","attempts":`...)
+		b = strconv.AppendInt(b, int64(e.Attempts), 10)
+		return append(b, "}\n"...)
+	}
 	return append(b, "\"}\n"...)
 }
 

@@ -106,6 +106,7 @@ func (a *appHandler) logAccess(x *exchange, r *http.Request) {
 	if x.target.Chosen != nil {
 		e.Backend = x.target.Chosen.ID()
 	}
+	e.Attempts = x.target.Attempts
 	if r.TLS != nil {
 		e.TLS = r.TLS.Version
 	}

@@ -62,6 +62,9 @@ type gateway struct {
 	roots  *x509.CertPool
 	cancel context.CancelFunc
 	done   chan error
+	// started is a reference time a test may set (load loops measure
+	// from it).
+	started time.Time
 }
 
 // syncBuffer is a bytes.Buffer safe for the access-log goroutine and the test.
