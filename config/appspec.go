@@ -96,6 +96,24 @@ func appOptions() []option {
 			return nil
 		}},
 		{"queue_priority_header", "queue_priority_header=NAME", "requests carrying this header are served before other waiting requests", stringOption(func(a *App) *string { return &a.QueuePriorityHeader })},
+		{"backend_tls", "backend_tls", "re-encrypt: TLS to the backends, verified against the system roots (or backend_ca)", func(a *App, v string, has bool) error {
+			if has {
+				return errors.New("takes no value")
+			}
+			backendTLSOf(a)
+			return nil
+		}},
+		{"backend_ca", "backend_ca=FILE", "PEM roots to verify the backends with; implies backend_tls", stringOption(func(a *App) *string { return &backendTLSOf(a).CA })},
+		{"backend_sni", "backend_sni=NAME", "the name sent as SNI and verified (default: each backend's host); implies backend_tls", stringOption(func(a *App) *string { return &backendTLSOf(a).ServerName })},
+		{"backend_cert", "backend_cert=FILE", "client certificate for mutual TLS with the backends (with backend_key)", stringOption(func(a *App) *string { return &backendTLSOf(a).Cert })},
+		{"backend_key", "backend_key=FILE", "the client certificate's key", stringOption(func(a *App) *string { return &backendTLSOf(a).Key })},
+		{"backend_insecure", "backend_insecure", "TLS to the backends without verifying them (logged as a warning at start-up)", func(a *App, v string, has bool) error {
+			if has {
+				return errors.New("takes no value")
+			}
+			backendTLSOf(a).Insecure = true
+			return nil
+		}},
 		{"retry_budget", "retry_budget=PERCENT", "retries may add at most this share of requests over 10 s, plus 10 (default 20%)", stringOption(func(a *App) *string { return &a.RetryBudget })},
 		{"tls", "tls=auto|internal|files", "certificates from ACME, the local CA or --cert/--cert-dir files (default: files that cover the host, else auto with --acme-email, else internal)", func(a *App, v string, has bool) error {
 			switch strings.ToLower(v) {

@@ -135,6 +135,8 @@ type App struct {
 	QueueTimeout        Duration `yaml:"queue_timeout,omitempty"`
 	QueuePriorityPaths  []string `yaml:"queue_priority_paths,omitempty"`
 	QueuePriorityHeader string   `yaml:"queue_priority_header,omitempty"`
+	// BackendTLS re-encrypts towards the backends; nil is plain HTTP.
+	BackendTLS *BackendTLS `yaml:"backend_tls,omitempty"`
 	// RetryBudget caps retries as a share of requests, like "20%".
 	RetryBudget string `yaml:"retry_budget,omitempty"`
 }

@@ -59,6 +59,48 @@ func (h *Health) StatusRange() (lo, hi int, err error) {
 	return lo, hi, nil
 }
 
+// BackendTLS re-encrypts: connections to the app's backends are TLS. In
+// the file "backend_tls: true" or a mapping.
+type BackendTLS struct {
+	// CA is a PEM file of roots to verify backends with (default: the
+	// system roots).
+	CA string `yaml:"ca,omitempty"`
+	// ServerName is sent as SNI and verified (default: the backend host).
+	ServerName string `yaml:"server_name,omitempty"`
+	// Cert and Key are a client certificate (mutual TLS).
+	Cert string `yaml:"cert,omitempty"`
+	Key  string `yaml:"key,omitempty"`
+	// Insecure verifies nothing (a warning is logged at start-up).
+	Insecure bool `yaml:"insecure,omitempty"`
+}
+
+// UnmarshalYAML accepts true, false or a mapping.
+func (b *BackendTLS) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		switch n.Value {
+		case "true", "yes", "on":
+			*b = BackendTLS{}
+			return nil
+		}
+		return fmt.Errorf("line %d: backend_tls is true or a mapping {ca, server_name, cert, key, insecure}, got %q", n.Line, n.Value)
+	}
+	type plain BackendTLS
+	var p plain
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*b = BackendTLS(p)
+	return nil
+}
+
+// backendTLSOf returns the app's backend TLS settings, creating them.
+func backendTLSOf(a *App) *BackendTLS {
+	if a.BackendTLS == nil {
+		a.BackendTLS = &BackendTLS{}
+	}
+	return a.BackendTLS
+}
+
 // HashSource is where the consistent hash takes its key.
 type HashSource struct {
 	Kind string // "ip", "header", "cookie" or "param"
@@ -174,6 +216,14 @@ func (a *App) validatePools(add func(field, value string, err error)) {
 	for i, p := range a.QueuePriorityPaths {
 		if !strings.HasPrefix(p, "/") {
 			add("queue_priority_paths["+strconv.Itoa(i)+"]", p, errors.New("a path prefix starts with /"))
+		}
+	}
+	if bt := a.BackendTLS; bt != nil {
+		if (bt.Cert == "") != (bt.Key == "") {
+			add("backend_cert", bt.Cert, errors.New("a client certificate needs both backend_cert and backend_key"))
+		}
+		if bt.Insecure && (bt.CA != "" || bt.ServerName != "") {
+			add("backend_insecure", "true", errors.New("backend_insecure verifies nothing: backend_ca and backend_sni would be ignored"))
 		}
 	}
 	if a.RetryBudget != "" {

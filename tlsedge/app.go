@@ -38,7 +38,7 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 		now = time.Now
 	}
 	h := &appHandler{cfg: app, pool: pool, proxy: proxy, access: d.access, log: log, now: now}
-	if h.health, err = healthConfig(app); err != nil {
+	if h.health, err = healthConfig(app, pool.Config().TLS); err != nil {
 		return nil, err
 	}
 	if app.Hash != "" {

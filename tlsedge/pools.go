@@ -2,6 +2,10 @@ package tlsedge
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
 
 	"github.com/sirupsen/logrus"
 
@@ -13,6 +17,7 @@ import (
 // and the proxy in front of it (passive health, load limits, queue,
 // retries) from the app's configuration.
 func newPoolAndProxy(app *config.App, cfg *config.Config, reg *upstream.Registry, log *logrus.Entry) (*upstream.Pool, *upstream.Proxy, error) {
+	var err error
 	pc := upstream.PoolConfig{
 		DialTimeout:           cfg.Upstream.DialTimeout.D(),
 		ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout.D(),
@@ -23,6 +28,9 @@ func newPoolAndProxy(app *config.App, cfg *config.Config, reg *upstream.Registry
 	}
 	for _, b := range app.Backends {
 		pc.Backends = append(pc.Backends, upstream.BackendConfig{ID: b.ID, Addr: b.Addr, Weight: b.Weight, Priority: b.Priority})
+	}
+	if pc.TLS, err = backendTLSConfig(app, log); err != nil {
+		return nil, nil, err
 	}
 	pool, err := upstream.NewPool(pc, reg)
 	if err != nil {
@@ -55,7 +63,8 @@ func newPoolAndProxy(app *config.App, cfg *config.Config, reg *upstream.Registry
 }
 
 // healthConfig translates an app's health settings; nil without checks.
-func healthConfig(app *config.App) (*upstream.HealthConfig, error) {
+// With re-encryption the checks are HTTPS with the same TLS settings.
+func healthConfig(app *config.App, backendTLS *tls.Config) (*upstream.HealthConfig, error) {
 	h := app.Health
 	if h == nil {
 		return nil, nil
@@ -73,6 +82,7 @@ func healthConfig(app *config.App) (*upstream.HealthConfig, error) {
 		Body:      h.Body,
 		Rise:      h.Rise,
 		Fall:      h.Fall,
+		TLS:       backendTLS,
 	}
 	if err := hc.Validate(); err != nil {
 		return nil, err
@@ -100,4 +110,36 @@ func (snap *snapshot) runHealth(ctx context.Context, log *logrus.Entry) {
 	for _, hc := range checkers {
 		hc.Stop()
 	}
+}
+
+// backendTLSConfig builds the client TLS configuration of re-encryption;
+// nil for plain HTTP.
+func backendTLSConfig(app *config.App, log *logrus.Entry) (*tls.Config, error) {
+	bt := app.BackendTLS
+	if bt == nil {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: bt.ServerName}
+	if bt.CA != "" {
+		pem, err := os.ReadFile(bt.CA)
+		if err != nil {
+			return nil, fmt.Errorf("backend_ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("backend_ca %s: no PEM certificates in it", bt.CA)
+		}
+	}
+	if bt.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(bt.Cert, bt.Key)
+		if err != nil {
+			return nil, fmt.Errorf("backend_cert %s, backend_key %s: %w", bt.Cert, bt.Key, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	if bt.Insecure {
+		tc.InsecureSkipVerify = true
+		log.Warn("backend_insecure: TLS to the backends is not verified; anyone on the path can impersonate them")
+	}
+	return tc, nil
 }

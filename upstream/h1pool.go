@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"crypto/tls"
+	"fmt"
 	"context"
 	"net"
 	"sync"
@@ -16,6 +18,7 @@ import (
 type connStack struct {
 	addr        string
 	dialer      *net.Dialer
+	tls         *tls.Config // nil: plain HTTP to the backend
 	maxIdle     int
 	idleTimeout time.Duration
 
@@ -30,6 +33,7 @@ func newConnStack(addr string, cfg *PoolConfig) *connStack {
 	s := &connStack{
 		addr:        addr,
 		dialer:      &net.Dialer{Timeout: cfg.dialTimeout()},
+		tls:         backendTLS(cfg.TLS, addr),
 		maxIdle:     cfg.maxIdleConnsPerHost(),
 		idleTimeout: cfg.idleConnTimeout(),
 	}
@@ -77,7 +81,22 @@ func (s *connStack) dial(ctx context.Context) (*h1Conn, error) {
 	if err != nil {
 		return nil, &DialError{Addr: s.addr, Err: err}
 	}
-	return newH1Conn(nc), nil
+	if s.tls == nil {
+		return newH1Conn(nc), nil
+	}
+	// Re-encryption: the handshake is part of connecting, bounded by the
+	// dial timeout, and a failure (a wrong certificate) means nothing of
+	// the request was sent, so another backend may take it.
+	tc := tls.Client(nc, s.tls)
+	hctx, cancel := context.WithTimeout(ctx, s.dialer.Timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		nc.Close()
+		return nil, &DialError{Addr: s.addr, Err: fmt.Errorf("TLS handshake: %w", err)}
+	}
+	// A tls.Conn has no raw socket to probe: a TLS 1.3 server's session
+	// tickets would look like unsolicited bytes anyway.
+	return newH1Conn(tc), nil
 }
 
 // put makes c idle. The caller guarantees that c is between two requests:

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -45,6 +46,11 @@ type PoolConfig struct {
 	// backend has just closed (a request safe to replay is then sent again on
 	// a new connection; others are preceded by a liveness probe).
 	IdleConnTimeout time.Duration
+
+	// TLS, when not nil, re-encrypts: connections to the backends are TLS
+	// with this client configuration. An empty ServerName means each
+	// backend's host (the SNI sent and the name verified).
+	TLS *tls.Config
 
 	// Balancer names the balancer (see NewBalancer; "" is round robin)
 	// and BalancerOptions tunes it.
@@ -221,6 +227,7 @@ func newUpgradeTransport(cfg *PoolConfig) *http.Transport {
 		ReadBufferSize:         h1ReadBuffer,
 		WriteBufferSize:        h1WriteBuffer,
 		ForceAttemptHTTP2:      false,
+		TLSClientConfig:        backendTLS(cfg.TLS, ""), // ServerName: the URL's host
 	}
 }
 
@@ -257,4 +264,25 @@ func (p *Pool) Close() {
 		s.close()
 	}
 	p.upgrades.CloseIdleConnections()
+}
+
+// backendTLS returns the client configuration for the backend at addr: a
+// copy of c with ServerName set to the backend's host unless c names one,
+// and HTTP/1.1 as the only ALPN protocol. nil for plain HTTP.
+func backendTLS(c *tls.Config, addr string) *tls.Config {
+	if c == nil {
+		return nil
+	}
+	c = c.Clone()
+	if c.ServerName == "" {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			c.ServerName = host
+		}
+	}
+	c.NextProtos = []string{"http/1.1"}
+	if c.ClientSessionCache == nil {
+		// Resumed handshakes when a pooled connection is replaced.
+		c.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+	}
+	return c
 }

@@ -84,6 +84,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 	pr.Out.Header["Forwarded"] = []string{forwarded(pr.In)}
 	pr.Out.URL.Scheme = "http"
+	if p.pool.cfg.TLS != nil {
+		pr.Out.URL.Scheme = "https"
+	}
 	pr.Out.Host = pr.In.Host
 	if st := attemptFrom(pr.In.Context()); st != nil && st.body.rc != nil {
 		// Lets the transport replay the body on a stale keep-alive
