@@ -1,9 +1,9 @@
 package upstream
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
-	"context"
 	"net"
 	"sync"
 	"time"
