@@ -158,6 +158,11 @@ func (c *Config) UsesACME() bool {
 			return true
 		}
 	}
+	for i := range c.TCP {
+		if c.TCP[i].TLS == TLSAuto && len(c.TCP[i].Hosts) > 0 {
+			return true
+		}
+	}
 	return false
 }
 
@@ -188,6 +193,17 @@ func (c *Config) normalizeACME() {
 			app.TLS = TLSAuto
 		} else {
 			app.TLS = TLSInternal
+		}
+	}
+	for i := range c.TCP {
+		svc := &c.TCP[i]
+		if svc.TLS != "" || files || svc.Plain || len(svc.Hosts) == 0 {
+			continue
+		}
+		if a.Email != "" {
+			svc.TLS = TLSAuto
+		} else {
+			svc.TLS = TLSInternal
 		}
 	}
 	if a.CA == "" && c.UsesACME() {
@@ -274,6 +290,17 @@ func (c *Config) validateACME(add func(app, field, value string, err error)) {
 			}
 		default:
 			add(app.Name, "tls", app.TLS, errors.New("want auto, internal or files"))
+		}
+	}
+	for i := range c.TCP {
+		svc := &c.TCP[i]
+		if svc.TLS != TLSAuto {
+			continue
+		}
+		for j, h := range svc.Hosts {
+			if err := checkACMEHost(h, a.PublicCA()); err != nil {
+				add(svc.Name, "hosts["+strconv.Itoa(j)+"]", h, err)
+			}
 		}
 	}
 }

@@ -49,6 +49,8 @@ type Config struct {
 	Upstream Upstream `yaml:"upstream,omitempty"`
 	Log      Log      `yaml:"log,omitempty"`
 	Apps     []App    `yaml:"apps"`
+	// TCP are TCP-mode services (stunnel's job).
+	TCP []TCPService `yaml:"tcp,omitempty"`
 }
 
 // TLS says where certificates come from: files first, then ACME for apps

@@ -70,6 +70,9 @@ func (c *Config) Normalize(stateDir string) {
 			}
 		}
 	}
+	for i := range c.TCP {
+		c.TCP[i].normalize()
+	}
 	c.normalizeACME()
 }
 
@@ -116,8 +119,9 @@ func (c *Config) Validate() error {
 		add("", "log.format", c.Log.Format, errors.New("want text or json"))
 	}
 	c.validateACME(add)
-	if len(c.Apps) == 0 {
-		errs = append(errs, errors.New("no apps configured: give at least one --app HOST=BACKEND or an apps: list in the config file"))
+	c.validateTCP(add)
+	if len(c.Apps) == 0 && len(c.TCP) == 0 {
+		errs = append(errs, errors.New("no apps configured: give at least one --app HOST=BACKEND (or --tcp LISTEN=BACKEND), or an apps: list in the config file"))
 	}
 	routes := map[string]string{}
 	for i := range c.Apps {

@@ -34,12 +34,12 @@ func (snap *snapshot) compileCerts(cfg *config.Config, d compileDeps) error {
 	}
 	snap.sources = map[string]string{}
 	var internal, auto []string
-	for _, app := range cfg.Apps {
-		for _, h := range app.Hosts {
+	for _, owner := range certOwners(cfg) {
+		for _, h := range owner.hosts {
 			if h == config.AnyHost {
 				continue // on-demand TLS or the default certificate
 			}
-			src := app.TLS
+			src := owner.tls
 			if src == "" {
 				src = cfg.DefaultTLS()
 				if snap.static != nil && covers(snap.static, h) {
@@ -49,7 +49,7 @@ func (snap *snapshot) compileCerts(cfg *config.Config, d compileDeps) error {
 			switch src {
 			case config.TLSFiles:
 				if snap.static == nil || !covers(snap.static, h) {
-					return &config.FieldError{App: app.Name, Field: "tls", Value: src,
+					return &config.FieldError{App: owner.name, Field: "tls", Value: src,
 						Err: fmt.Errorf("no certificate file covers host %s (give --cert/--key or --cert-dir, or use tls=auto or tls=internal)", h)}
 				}
 			case config.TLSAuto:
@@ -171,4 +171,25 @@ func describeStorage(cfg *config.Config) string {
 		return filepath.Join(cfg.StateDir, "acme")
 	}
 	return cfg.RedactedStorage()
+}
+
+// certOwner is an app or TCP service whose hosts need certificates.
+type certOwner struct {
+	name  string
+	hosts []string
+	tls   string
+}
+
+// certOwners lists the apps, then the TLS-terminating TCP services.
+func certOwners(cfg *config.Config) []certOwner {
+	var out []certOwner
+	for _, a := range cfg.Apps {
+		out = append(out, certOwner{a.Name, a.Hosts, a.TLS})
+	}
+	for _, t := range cfg.TCP {
+		if !t.Plain {
+			out = append(out, certOwner{t.Name, t.Hosts, t.TLS})
+		}
+	}
+	return out
 }

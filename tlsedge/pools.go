@@ -92,19 +92,26 @@ func healthConfig(app *config.App, backendTLS *tls.Config) (*upstream.HealthConf
 
 // runHealth runs the active checks of every app that has them until ctx
 // ends, and waits for them to stop.
-func (snap *snapshot) runHealth(ctx context.Context, log *logrus.Entry) {
+func (snap *snapshot) runHealth(ctx context.Context) {
 	var checkers []*upstream.HealthChecker
-	for _, a := range snap.apps {
-		if a.health == nil {
-			continue
-		}
-		hc, err := upstream.StartHealth(ctx, a.pool, *a.health, a.log.WithField("component", "health"))
+	start := func(pool *upstream.Pool, cfg *upstream.HealthConfig, log *logrus.Entry) {
+		hc, err := upstream.StartHealth(ctx, pool, *cfg, log.WithField("component", "health"))
 		if err != nil {
-			log.WithError(err).WithField("app", a.cfg.Name).Error("health checks not started")
-			continue
+			log.WithError(err).Error("health checks not started")
+			return
 		}
-		a.log.WithField("check", a.health.String()).Info("health checks started")
+		log.WithField("check", cfg.String()).Info("health checks started")
 		checkers = append(checkers, hc)
+	}
+	for _, a := range snap.apps {
+		if a.health != nil {
+			start(a.pool, a.health, a.log)
+		}
+	}
+	for _, t := range snap.tcpServices {
+		if t.health != nil {
+			start(t.pool, t.health, t.log)
+		}
 	}
 	<-ctx.Done()
 	for _, hc := range checkers {

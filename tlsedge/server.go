@@ -61,7 +61,9 @@ type Server struct {
 	access   *accessLog
 
 	tlsLn, httpLn net.Listener
-	tlsSrv        *http.Server // HTTP/2 only; HTTP/1.1 is served by serveH1
+	tcpLns        []net.Listener // TCP services, in cfg.TCPListens order
+	tcpTLSConf    *tls.Config    // TLS of TCP services: no ALPN
+	tlsSrv        *http.Server   // HTTP/2 only; HTTP/1.1 is served by serveH1
 	httpSrv       *http.Server
 	handler       http.Handler // routes a request to its app
 
@@ -95,6 +97,10 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.snap.Store(snap)
 	s.handler = http.HandlerFunc(s.serveHTTPS)
 	s.tlsConf = s.newTLSConfig()
+	// TCP services speak whatever protocol the client does: no ALPN, so a
+	// client offering one (xmpp-client, postgresql) is not refused.
+	s.tcpTLSConf = s.tlsConf.Clone()
+	s.tcpTLSConf.NextProtos = nil
 	s.tickets, err = newTicketRotator(s.tlsConf, opts.TicketPeriod, opts.Log.WithField("component", "tls"))
 	if err != nil {
 		return nil, err
@@ -153,11 +159,28 @@ func (s *Server) Listen() error {
 		}
 		s.httpLn = hl
 	}
+	if err := s.listenTCP(); err != nil {
+		ln.Close()
+		if s.httpLn != nil {
+			s.httpLn.Close()
+		}
+		return err
+	}
 	return nil
 }
 
 // TLSAddr is the bound HTTPS address (useful with port 0).
 func (s *Server) TLSAddr() net.Addr { return s.tlsLn.Addr() }
+
+// TCPAddrs are the bound addresses of the TCP services' listeners, in
+// the order of the configuration's listen addresses.
+func (s *Server) TCPAddrs() []net.Addr {
+	var out []net.Addr
+	for _, ln := range s.tcpLns {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
 
 // HTTPAddr is the bound plain-HTTP address, nil when off.
 func (s *Server) HTTPAddr() net.Addr {
@@ -194,7 +217,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	snap := s.snap.Load()
 	goRun(func() { snap.run(bg) })
 
-	errLog := newStdLogger(s.opts.Log.WithField("component", "http"))
+	errLog, closeErrLog := newStdLogger(s.opts.Log.WithField("component", "http"))
+	// Its pipe has a reader goroutine that holds the logger: end it.
+	defer closeErrLog()
 	s.tlsSrv = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -218,6 +243,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		go func() { errc <- serveErr(s.httpSrv.Serve(s.httpLn)) }()
 	}
+	tcpDone := make(chan struct{})
+	go func() { defer close(tcpDone); s.serveTCP(bg, shutdownGrace) }()
 	s.logStartup(snap)
 
 	var err error
@@ -246,6 +273,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.httpSrv.Shutdown(sctx) //nolint:errcheck // redirects are instant
 	}
 	stopBG()
+	<-tcpDone
 	wg.Wait()
 	if s.access != nil && s.access.Dropped() > 0 {
 		s.log.WithField("dropped", s.access.Dropped()).Warn("access log lines were dropped because the sink was slow")
@@ -321,6 +349,22 @@ func (s *Server) logStartup(snap *snapshot) {
 	if s.httpLn != nil {
 		s.log.WithField("address", s.httpLn.Addr().String()).Info("listening for plain HTTP (redirects to HTTPS)")
 	}
+	for i, ln := range s.tcpLns {
+		r := snap.tcp[s.cfg.TCPListens()[i]]
+		kind := "TLS"
+		if r.plain {
+			kind = "plain"
+		}
+		s.log.WithFields(logrus.Fields{"address": ln.Addr().String(), "listener": kind}).Info("listening for TCP services")
+	}
+	for _, t := range snap.tcpServices {
+		ids := make([]string, 0, len(t.cfg.Backends))
+		for _, b := range t.cfg.Backends {
+			ids = append(ids, b.Addr)
+		}
+		s.log.WithFields(logrus.Fields{"tcp": t.cfg.Name, "listen": t.cfg.Listen, "hosts": t.cfg.Hosts, "backends": ids,
+			"backend_tls": t.cfg.BackendTLS != nil, "proxy_protocol": t.cfg.ProxyProtocol}).Info("TCP service")
+	}
 	for _, a := range snap.apps {
 		ids := make([]string, 0, len(a.cfg.Backends))
 		for _, b := range a.cfg.Backends {
@@ -357,6 +401,7 @@ func writePage(w http.ResponseWriter, status int, title, msg string) {
 // newStdLogger routes net/http's internal messages (TLS handshake errors
 // from scanners, mostly) into logrus at debug level: useful when chasing a
 // problem, noise otherwise.
-func newStdLogger(e *logrus.Entry) *log.Logger {
-	return log.New(e.WriterLevel(logrus.DebugLevel), "", 0)
+func newStdLogger(e *logrus.Entry) (*log.Logger, func()) {
+	w := e.WriterLevel(logrus.DebugLevel)
+	return log.New(w, "", 0), func() { w.Close() }
 }

@@ -35,7 +35,10 @@ type snapshot struct {
 	ca     *certs.LocalCA
 	caDir  string      // where the local CA lives (or would, in `check`)
 	acme   *certs.ACME // nil when no app uses ACME
-	log    *logrus.Entry
+	// tcp routes each TCP listen address to its services.
+	tcp         map[string]*tcpRoutes
+	tcpServices []*tcpService
+	log         *logrus.Entry
 	// sources says where each host's certificate comes from: one of
 	// config.TLSFiles, TLSAuto, TLSInternal.
 	sources map[string]string
@@ -78,6 +81,9 @@ func compile(cfg *config.Config, d compileDeps) (*snapshot, error) {
 	if err := snap.compileCerts(cfg, d); err != nil {
 		return nil, err
 	}
+	if err := snap.compileTCP(cfg, d); err != nil {
+		return nil, err
+	}
 	var keys []session.Key
 	for i := range cfg.Apps {
 		app := &cfg.Apps[i]
@@ -116,7 +122,7 @@ func covers(st *certs.Static, host string) bool {
 func (snap *snapshot) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); snap.runHealth(ctx, snap.log) }()
+	go func() { defer wg.Done(); snap.runHealth(ctx) }()
 	if snap.acme != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); snap.acme.Run(ctx) }()

@@ -53,12 +53,19 @@ func (p *pattern) Read(b []byte) (int, error) {
 // heapWatch samples the process's in-use heap until stopped.
 type heapWatch struct {
 	max  atomic.Uint64
+	base uint64 // heap in use when the watch began
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
 
+// watchHeap samples the heap in use until Stop, which returns the peak
+// growth over the heap at the start (after a GC): what streaming added,
+// whatever earlier tests of the process left behind.
 func watchHeap() *heapWatch {
-	h := &heapWatch{stop: make(chan struct{})}
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	h := &heapWatch{stop: make(chan struct{}), base: base.HeapInuse}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -83,7 +90,10 @@ func watchHeap() *heapWatch {
 func (h *heapWatch) Stop() uint64 {
 	close(h.stop)
 	h.wg.Wait()
-	return h.max.Load()
+	if m := h.max.Load(); m > h.base {
+		return m - h.base
+	}
+	return 0
 }
 
 const heapLimit = 64 << 20

@@ -16,6 +16,7 @@ import (
 type flagValues struct {
 	configFile    string
 	apps          []string
+	tcp           []string
 	listen        string
 	httpListen    string
 	certs         []string
@@ -48,6 +49,7 @@ func newFlagSet(name string, v *flagValues) *pflag.FlagSet {
 	fs.StringVarP(&v.configFile, "config", "c", "", "YAML configuration `FILE`; flags override it")
 	// StringArray, not StringSlice: an --app value contains commas.
 	fs.StringArrayVarP(&v.apps, "app", "a", nil, "an app, repeatable: HOST[/PATH]=BACKEND[*WEIGHT][,BACKEND...][;OPTION...] (`SPEC`)")
+	fs.StringArrayVar(&v.tcp, "tcp", nil, "a TCP service (stunnel mode), repeatable: LISTEN=BACKEND[,BACKEND...][;OPTION...] (`SPEC`)")
 	fs.StringVar(&v.listen, "listen", "", "HTTPS listen `ADDRESS` (default \""+config.DefaultListen+"\")")
 	fs.StringVar(&v.httpListen, "http-listen", "", "plain-HTTP listen `ADDRESS` that redirects to HTTPS, or \"off\" (default \""+config.DefaultHTTPListen+"\")")
 	fs.StringArrayVar(&v.certs, "cert", nil, "PEM certificate chain `FILE` (repeatable, pairs with --key in order)")
@@ -158,6 +160,13 @@ func loadConfig(fs *pflag.FlagSet, v *flagValues, getenv func(string) string, ui
 			cfg.Apps = append(cfg.Apps, app)
 		}
 	}
+	for _, spec := range v.tcp {
+		svc, err := config.ParseTCP(spec)
+		if err != nil {
+			return nil, err
+		}
+		cfg.TCP = append(cfg.TCP, svc)
+	}
 	cfg.Normalize(config.DefaultStateDir(getenv, uid))
 	return cfg, nil
 }
@@ -234,6 +243,11 @@ Examples:
   tlsedge --app 'shop.example.com=10.0.0.5:8080,10.0.0.6:8080*2;sticky' \
           --app 'example.com/api=10.0.0.7:9000' --cert-dir /etc/tlsedge/certs
 
+  # stunnel's job: TLS on :6380 in front of a plain Redis, and plain on
+  # :5433 towards a TLS-only PostgreSQL (client mode):
+  tlsedge --app ... --tcp ':6380=10.0.0.9:6379;hosts=cache.example.com'
+  tlsedge --app ... --tcp '127.0.0.1:5433=db.example.com:5432;plain;backend_tls'
+
   # Sessions that end after 30 idle minutes or 12 hours at most:
   tlsedge --app 'shop.example.com=10.0.0.5:8080,10.0.0.6:8080;sticky=SHOPID;sticky_idle=30m;sticky_max_age=12h'
 
@@ -250,6 +264,10 @@ func printUsage(w io.Writer, fs *pflag.FlagSet) {
 	fmt.Fprint(w, "  -h, --help                   show this help\n")
 	fmt.Fprint(w, "\n--app options (each is also the field of the same name in the config file):\n")
 	for _, o := range config.AppOptions() {
+		fmt.Fprintf(w, "  %-25s %s\n", o.Syntax, o.Help)
+	}
+	fmt.Fprint(w, "\n--tcp options (each is also the field of the same name under tcp: in the config file):\n")
+	for _, o := range config.TCPOptions() {
 		fmt.Fprintf(w, "  %-25s %s\n", o.Syntax, o.Help)
 	}
 }

@@ -68,3 +68,18 @@ func TestReadmeAppOptions(t *testing.T) {
 		t.Errorf("README --app options are out of date:\n options: %v\n README:  %v", real, documented)
 	}
 }
+
+func TestReadmeTCPOptions(t *testing.T) {
+	section := readmeSection(t, "tcp-options")
+	re := regexp.MustCompile("(?m)^\\| `([a-z0-9_]+)")
+	var documented, real []string
+	for _, m := range re.FindAllStringSubmatch(section, -1) {
+		documented = append(documented, m[1])
+	}
+	for _, o := range config.TCPOptions() {
+		real = append(real, o.Name)
+	}
+	if strings.Join(real, " ") != strings.Join(documented, " ") {
+		t.Errorf("README --tcp options are out of date:\n options: %v\n README:  %v", real, documented)
+	}
+}

@@ -1,0 +1,155 @@
+package tlsedge
+
+import (
+	"bufio"
+	"crypto/tls"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/upstream"
+)
+
+// tcpEcho is a TCP backend: with proxyProto it first reads a PROXY header
+// and prefixes its answer with the client address it announced; then it
+// echoes every line as "NAME: line" and, at EOF, says "NAME: bye" and
+// closes (so a half-closed client still gets an answer).
+func tcpEcho(t *testing.T, name string, proxyProto bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if proxyProto {
+					src, _, err := upstream.ReadProxyHeader(br)
+					if err != nil {
+						io.WriteString(c, "bad PROXY header: "+err.Error()+"\n")
+						return
+					}
+					io.WriteString(c, name+": client "+src.String()+"\n")
+				}
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						io.WriteString(c, name+": bye\n")
+						return
+					}
+					io.WriteString(c, name+": "+line)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TCP mode: TLS terminated with tlsedge's certificates, two services on
+// one listener routed by SNI, a PROXY v2 header to one backend, half-close
+// carried through, a dead backend skipped.
+func TestTCPModeSNIRouting(t *testing.T) {
+	db := tcpEcho(t, "db", true)
+	cache := tcpEcho(t, "cache", false)
+	dead := freeAddr(t)
+	listen := freeAddr(t)
+	cfg := &config.Config{
+		Apps: []config.App{{Hosts: []string{"www.example.com"}, Backends: []config.Backend{{Addr: cache}}}},
+		TCP: []config.TCPService{
+			{Listen: listen, Hosts: []string{"db.example.com"}, Backends: []config.Backend{{Addr: dead}, {Addr: db}}, ProxyProtocol: 2},
+			{Listen: listen, Hosts: []string{"cache.example.com"}, Backends: []config.Backend{{Addr: cache}}},
+		},
+	}
+	g := startGateway(t, cfg)
+	addr := g.srv.TCPAddrs()[0].String()
+	talk := func(sni string) (string, *tls.Conn) {
+		t.Helper()
+		c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: sni, RootCAs: g.roots})
+		if err != nil {
+			t.Fatalf("TLS to %s: %v", sni, err)
+		}
+		io.WriteString(c, "hello\n")
+		c.CloseWrite() // half-close: the backend still answers
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		out, _ := io.ReadAll(c)
+		return string(out), c
+	}
+	out, c := talk("db.example.com")
+	want := "db: client " + c.LocalAddr().String() + "\ndb: hello\ndb: bye\n"
+	if out != want {
+		t.Errorf("db service: %q, want %q", out, want)
+	}
+	if out, _ := talk("cache.example.com"); out != "cache: hello\ncache: bye\n" {
+		t.Errorf("cache service: %q", out)
+	}
+	waitLog(t, g, time.Second, "up -> down", "connection refused") // the dead db backend
+	eventually(t, "TCP access-log lines", func() bool {
+		return strings.Count(g.access.String(), `"TCP db.example.com `+listen+`" 200`) == 1
+	})
+}
+
+// stunnel's client mode: a plain listener, TLS towards the backend,
+// verified against a private CA.
+func TestTCPModePlainToTLS(t *testing.T) {
+	certPEM, keyPEM, _ := selfSigned(t, "db.internal", "db.internal")
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				io.WriteString(c, "over TLS: "+line)
+			}()
+		}
+	}()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	writeFile(t, caFile, certPEM)
+	svc, err := config.ParseTCP(freeAddr(t) + "=" + ln.Addr().String() + ";plain;backend_ca=" + caFile + ";backend_sni=db.internal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"www.example.com"}, Backends: []config.Backend{{Addr: "127.0.0.1:9"}}}}, TCP: []config.TCPService{svc}})
+	c, err := net.Dial("tcp", g.srv.TCPAddrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "SELECT 1\n")
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	got, _ := bufio.NewReader(c).ReadString('\n')
+	if got != "over TLS: SELECT 1\n" {
+		t.Errorf("got %q", got)
+	}
+}
