@@ -63,6 +63,7 @@ type Server struct {
 	tlsLn, httpLn net.Listener
 	tcpLns        []net.Listener // TCP services, in cfg.TCPListens order
 	tcpTLSConf    *tls.Config    // TLS of TCP services: no ALPN
+	listening     bool           // Listen ran
 	tlsSrv        *http.Server   // HTTP/2 only; HTTP/1.1 is served by serveH1
 	httpSrv       *http.Server
 	handler       http.Handler // routes a request to its app
@@ -145,7 +146,14 @@ func (s *Server) newTLSConfig() *tls.Config {
 
 // Listen opens the TLS and plain-HTTP sockets, so that "address in use"
 // is reported before anything is announced as serving.
+//
+// A configuration of TCP services only (no apps) opens no HTTP(S)
+// listener: a stunnel replacement does not take ports 443 and 80.
 func (s *Server) Listen() error {
+	if len(s.cfg.Apps) == 0 {
+		s.listening = true
+		return s.listenTCP()
+	}
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen (HTTPS) %s: %w", s.cfg.Listen, err)
@@ -166,6 +174,7 @@ func (s *Server) Listen() error {
 		}
 		return err
 	}
+	s.listening = true
 	return nil
 }
 
@@ -196,7 +205,7 @@ const shutdownGrace = 10 * time.Second
 // Serve serves until ctx ends, then stops accepting, lets in-flight
 // requests finish (up to shutdownGrace), flushes the access log and returns.
 func (s *Server) Serve(ctx context.Context) error {
-	if s.tlsLn == nil {
+	if !s.listening {
 		if err := s.Listen(); err != nil {
 			return err
 		}
@@ -230,9 +239,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.tlsSrv.SetKeepAlivesEnabled(true)
 	errc := make(chan error, 3)
-	h2ln := newConnListener(s.tlsLn.Addr())
-	go func() { errc <- serveErr(s.tlsSrv.Serve(h2ln)) }()
-	go func() { errc <- s.acceptLoop(s.tlsLn, h2ln) }()
+	if s.tlsLn != nil {
+		h2ln := newConnListener(s.tlsLn.Addr())
+		go func() { errc <- serveErr(s.tlsSrv.Serve(h2ln)) }()
+		go func() { errc <- s.acceptLoop(s.tlsLn, h2ln) }()
+	}
 	if s.httpLn != nil {
 		s.httpSrv = &http.Server{
 			Handler:           http.HandlerFunc(s.serveRedirect),
@@ -254,7 +265,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.log.Info("shutting down: no new connections, finishing requests in flight")
 	s.shuttingDown.Store(true)
-	s.tlsLn.Close()
+	if s.tlsLn != nil {
+		s.tlsLn.Close()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var wg2 sync.WaitGroup
@@ -345,7 +358,9 @@ func (s *Server) serveRedirect(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) logStartup(snap *snapshot) {
-	s.log.WithField("address", s.tlsLn.Addr().String()).Info("listening for HTTPS (HTTP/2, HTTP/1.1)")
+	if s.tlsLn != nil {
+		s.log.WithField("address", s.tlsLn.Addr().String()).Info("listening for HTTPS (HTTP/2, HTTP/1.1)")
+	}
 	if s.httpLn != nil {
 		s.log.WithField("address", s.httpLn.Addr().String()).Info("listening for plain HTTP (redirects to HTTPS)")
 	}

@@ -109,7 +109,8 @@ func TestTCPModeSNIRouting(t *testing.T) {
 }
 
 // stunnel's client mode: a plain listener, TLS towards the backend,
-// verified against a private CA.
+// verified against a private CA; the configuration has no apps, so no
+// port 443 or 80 is taken.
 func TestTCPModePlainToTLS(t *testing.T) {
 	certPEM, keyPEM, _ := selfSigned(t, "db.internal", "db.internal")
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -140,7 +141,11 @@ func TestTCPModePlainToTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"www.example.com"}, Backends: []config.Backend{{Addr: "127.0.0.1:9"}}}}, TCP: []config.TCPService{svc}})
+	// TCP services only: no HTTP(S) listener is opened.
+	g := startGateway(t, &config.Config{TCP: []config.TCPService{svc}})
+	if g.srv.tlsLn != nil || g.srv.httpLn != nil {
+		t.Error("a TCP-only configuration opened the HTTPS or HTTP listener")
+	}
 	c, err := net.Dial("tcp", g.srv.TCPAddrs()[0].String())
 	if err != nil {
 		t.Fatal(err)
