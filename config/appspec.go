@@ -96,6 +96,7 @@ func appOptions() []option {
 			return nil
 		}},
 		{"queue_priority_header", "queue_priority_header=NAME", "requests carrying this header are served before other waiting requests", stringOption(func(a *App) *string { return &a.QueuePriorityHeader })},
+		{"protocol", "protocol=http1|h2|h2c", "HTTP version to the backends: http1 (default), h2 (HTTP/2 over TLS, with backend_tls) or h2c (HTTP/2 in clear text), e.g. for gRPC", stringOption(func(a *App) *string { return &a.Protocol })},
 		{"backend_tls", "backend_tls", "re-encrypt: TLS to the backends, verified against the system roots (or backend_ca)", func(a *App, v string, has bool) error {
 			if has {
 				return errors.New("takes no value")

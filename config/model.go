@@ -137,6 +137,9 @@ type App struct {
 	QueueTimeout        Duration `yaml:"queue_timeout,omitempty"`
 	QueuePriorityPaths  []string `yaml:"queue_priority_paths,omitempty"`
 	QueuePriorityHeader string   `yaml:"queue_priority_header,omitempty"`
+	// Protocol to the backends: http1 (default), h2 (HTTP/2 over TLS,
+	// with backend_tls) or h2c (HTTP/2 in clear text), e.g. for gRPC.
+	Protocol string `yaml:"protocol,omitempty"`
 	// BackendTLS re-encrypts towards the backends; nil is plain HTTP.
 	BackendTLS *BackendTLS `yaml:"backend_tls,omitempty"`
 	// RetryBudget caps retries as a share of requests, like "20%".

@@ -218,6 +218,18 @@ func (a *App) validatePools(add func(field, value string, err error)) {
 			add("queue_priority_paths["+strconv.Itoa(i)+"]", p, errors.New("a path prefix starts with /"))
 		}
 	}
+	switch a.Protocol {
+	case "", "http1", "h2c":
+		if a.Protocol == "h2c" && a.BackendTLS != nil {
+			add("protocol", a.Protocol, errors.New("h2c is HTTP/2 without TLS; with backend_tls use protocol=h2"))
+		}
+	case "h2":
+		if a.BackendTLS == nil {
+			add("protocol", a.Protocol, errors.New("h2 is HTTP/2 over TLS: add backend_tls (or use h2c for clear text)"))
+		}
+	default:
+		add("protocol", a.Protocol, errors.New("want http1, h2 or h2c"))
+	}
 	if bt := a.BackendTLS; bt != nil {
 		if (bt.Cert == "") != (bt.Key == "") {
 			add("backend_cert", bt.Cert, errors.New("a client certificate needs both backend_cert and backend_key"))

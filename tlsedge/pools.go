@@ -23,6 +23,7 @@ func newPoolAndProxy(app *config.App, cfg *config.Config, reg *upstream.Registry
 		ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout.D(),
 		IdleConnTimeout:       cfg.Upstream.IdleConnTimeout.D(),
 		Balancer:              app.Balance,
+		Protocol:              app.Protocol,
 		BalancerOptions:       upstream.BalancerOptions{SlowStart: app.SlowStart.D()},
 		MinActive:             app.MinActive,
 	}

@@ -52,6 +52,11 @@ type PoolConfig struct {
 	// backend's host (the SNI sent and the name verified).
 	TLS *tls.Config
 
+	// Protocol to the backends: "http1" (default, the package's own
+	// HTTP/1.1 client), "h2" (HTTP/2 over TLS; needs TLS) or "h2c" (HTTP/2
+	// in clear text, prior knowledge).
+	Protocol string
+
 	// Balancer names the balancer (see NewBalancer; "" is round robin)
 	// and BalancerOptions tunes it.
 	Balancer        string
@@ -116,6 +121,9 @@ type Pool struct {
 	stacks   []*connStack // idle connections, per backend (same order)
 	// upgrades carries WebSocket handshakes for the ReverseProxy path.
 	upgrades *http.Transport
+	// h2 carries every other request of an h2 or h2c pool; nil for
+	// HTTP/1.1 pools.
+	h2 *http.Transport
 }
 
 // NewPool validates cfg and builds the pool. Backend state comes from reg, so
@@ -179,6 +187,13 @@ func NewPool(cfg PoolConfig, reg *Registry) (*Pool, error) {
 		p.stacks[i] = newConnStack(b.addr, &p.cfg)
 	}
 	p.upgrades = newUpgradeTransport(&p.cfg)
+	if p.cfg.usesH2() {
+		if p.h2, err = newH2Transport(&p.cfg); err != nil {
+			return nil, err
+		}
+	} else if p.cfg.Protocol != "" && p.cfg.Protocol != ProtocolHTTP1 {
+		return nil, fmt.Errorf("upstream: protocol %q: want http1, h2 or h2c", p.cfg.Protocol)
+	}
 	return p, nil
 }
 
@@ -264,6 +279,9 @@ func (p *Pool) Close() {
 		s.close()
 	}
 	p.upgrades.CloseIdleConnections()
+	if p.h2 != nil {
+		p.h2.CloseIdleConnections()
+	}
 }
 
 // backendTLS returns the client configuration for the backend at addr: a

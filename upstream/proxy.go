@@ -171,7 +171,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	if t == nil {
 		t = &Target{}
 	}
-	if isWebSocket(r.Header) {
+	if isWebSocket(r.Header) || p.pool.h2 != nil {
 		p.serveUpgrade(w, r, t)
 		return
 	}

@@ -87,6 +87,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if p.pool.cfg.TLS != nil {
 		pr.Out.URL.Scheme = "https"
 	}
+	if p.pool.h2 != nil && !isWebSocket(pr.In.Header) {
+		// HTTP/2 has no Connection-specific fields; ReverseProxy removed
+		// the hop-by-hop ones already. The Host becomes :authority.
+		pr.Out.Proto, pr.Out.ProtoMajor, pr.Out.ProtoMinor = "HTTP/2.0", 2, 0
+	}
 	pr.Out.Host = pr.In.Host
 	if st := attemptFrom(pr.In.Context()); st != nil && st.body.rc != nil {
 		// Lets the transport replay the body on a stale keep-alive
@@ -98,6 +103,15 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 // handleError is the ReverseProxy's ErrorHandler.
 func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	p.fail(w, r, attemptFrom(r.Context()), err)
+}
+
+// transport returns the transport for req: WebSocket handshakes always
+// go over HTTP/1.1, everything else of an h2 pool over HTTP/2.
+func (p *Pool) transport(req *http.Request) http.RoundTripper {
+	if p.h2 != nil && !isWebSocket(req.Header) {
+		return p.h2
+	}
+	return p.upgrades
 }
 
 // retryTransport is the ReverseProxy's Transport: it picks a backend per
@@ -136,7 +150,7 @@ func (st *attempt) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		req.URL.Host = b.addr
 		b.inflight.Add(1)
-		resp, err := st.p.pool.upgrades.RoundTrip(req)
+		resp, err := st.p.pool.transport(req).RoundTrip(req)
 		if err == nil {
 			if b.MarkSucceeded(st.p.now()) {
 				logRecovered(st.p.log, b, "answered a request")
