@@ -9,7 +9,12 @@
 # env (passed through to the harness): ROUNDS=3 DUR=8 SCENARIOS="S1 S2 S2res S3 S4 S5"
 #   S5_CONNS="2000 10000" BACKEND=nginx|go ... (see the harness README)
 #   RESULTS_DIR=<repo>/bench/results  STAMP=tlsedge-YYYYmmdd-HHMM
+#   PEERS="tlsedge tlsedge-nosticky haproxy goref" (the default): names of
+#   bench/tlsedge*.sh peers of ours (tlsedge-health, tlsedge-tcp) or of the
+#   harness's (haproxy, goref, stunnel, nginx, caddy)
 # Quick smoke test (~2 min): ROUNDS=1 DUR=2 S5_CONNS=300 STAMP=smoke bench/bench.sh
+# Issue 4's comparisons: PEERS="tlsedge-nosticky tlsedge-health" SCENARIOS=S1 and
+#   PEERS="tlsedge-tcp stunnel" SCENARIOS="S2 S3" bench/bench.sh
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HARNESS=${BENCH_HARNESS:-$REPO/../shared/bench}
@@ -21,7 +26,10 @@ export TLSEDGE_BIN=${TLSEDGE_BIN:-$REPO/bin/tlsedge}
 # Debian packages the harness runs: the haproxy peer, the loaders (wrk, h2load),
 # openssl for its certificates, and nginx as the default origin (BACKEND=nginx;
 # BACKEND=go uses the harness's own Go origin instead).
-declare -A need=([haproxy]=haproxy [wrk]=wrk [h2load]=nghttp2-client [openssl]=openssl [taskset]=util-linux)
+PEERS=${PEERS:-tlsedge tlsedge-nosticky haproxy goref}
+declare -A need=([wrk]=wrk [h2load]=nghttp2-client [openssl]=openssl [taskset]=util-linux)
+[[ " $PEERS " != *" haproxy "* ]] || need[haproxy]=haproxy
+[[ " $PEERS " != *" stunnel "* ]] || need[stunnel4]=stunnel4
 [[ ${BACKEND:-nginx} == go ]] || need[nginx]=nginx
 missing=()
 for cmd in "${!need[@]}"; do command -v "$cmd" > /dev/null 2>&1 || missing+=("${need[$cmd]}"); done
@@ -37,7 +45,11 @@ export STAMP=${STAMP:-tlsedge-$(date +%Y%m%d-%H%M)}
 # ROUNDS, DUR, SCENARIOS, S5_CONNS and the harness's other knobs pass through the environment.
 mkdir -p "$RESULTS_DIR"
 rc=0
-"$HARNESS/run.sh" "$REPO/bench/tlsedge.sh" "$REPO/bench/tlsedge-nosticky.sh" haproxy goref || rc=$?
+peers=()
+for p in $PEERS; do
+	if [[ -x $REPO/bench/$p.sh ]]; then peers+=("$REPO/bench/$p.sh"); else peers+=("$p"); fi
+done
+"$HARNESS/run.sh" "${peers[@]}" || rc=$?
 if [[ -s $RESULTS_DIR/$STAMP.md ]]; then
 	echo "bench: report $RESULTS_DIR/$STAMP.md (raw: $RESULTS_DIR/raw/$STAMP.csv; logs: ${RUN_DIR:-/tmp/bench-run-$STAMP})"
 else
