@@ -178,15 +178,7 @@ func (s *TCPService) normalize() {
 		s.Balance = "roundrobin"
 	}
 	s.TLS = strings.ToLower(s.TLS)
-	for j := range s.Backends {
-		b := &s.Backends[j]
-		if b.Weight == 0 {
-			b.Weight = 1
-		}
-		if b.ID == "" {
-			b.ID = BackendID(b.Addr)
-		}
-	}
+	normalizeBackends(s.Backends)
 }
 
 // validate checks one TCP service; listeners maps listen addresses to the

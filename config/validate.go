@@ -60,20 +60,25 @@ func (c *Config) Normalize(stateDir string) {
 		if a.Sticky != nil && a.Sticky.Cookie == "" {
 			a.Sticky.Cookie = DefaultStickyName
 		}
-		for j := range a.Backends {
-			b := &a.Backends[j]
-			if b.Weight == 0 {
-				b.Weight = 1
-			}
-			if b.ID == "" {
-				b.ID = BackendID(b.Addr)
-			}
-		}
+		normalizeBackends(a.Backends)
 	}
 	for i := range c.TCP {
 		c.TCP[i].normalize()
 	}
 	c.normalizeACME()
+}
+
+// normalizeBackends fills in weights and ids.
+func normalizeBackends(bs []Backend) {
+	for j := range bs {
+		b := &bs[j]
+		if b.Weight == 0 {
+			b.Weight = 1
+		}
+		if b.ID == "" {
+			b.ID = BackendID(b.Addr)
+		}
+	}
 }
 
 // BackendID derives a backend's sticky id from its address: stable across

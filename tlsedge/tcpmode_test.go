@@ -24,6 +24,31 @@ func tcpEcho(t *testing.T, name string, proxyProto bool) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveConns(t, ln, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if proxyProto {
+			src, _, err := upstream.ReadProxyHeader(br)
+			if err != nil {
+				io.WriteString(c, "bad PROXY header: "+err.Error()+"\n")
+				return
+			}
+			io.WriteString(c, name+": client "+src.String()+"\n")
+		}
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				io.WriteString(c, name+": bye\n")
+				return
+			}
+			io.WriteString(c, name+": "+line)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// serveConns accepts on ln until the test ends and runs serve on each
+// connection, which it closes afterwards.
+func serveConns(t *testing.T, ln net.Listener, serve func(net.Conn)) {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -33,27 +58,10 @@ func tcpEcho(t *testing.T, name string, proxyProto bool) string {
 			}
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				if proxyProto {
-					src, _, err := upstream.ReadProxyHeader(br)
-					if err != nil {
-						io.WriteString(c, "bad PROXY header: "+err.Error()+"\n")
-						return
-					}
-					io.WriteString(c, name+": client "+src.String()+"\n")
-				}
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						io.WriteString(c, name+": bye\n")
-						return
-					}
-					io.WriteString(c, name+": "+line)
-				}
+				serve(c)
 			}()
 		}
 	}()
-	return ln.Addr().String()
 }
 
 func freeAddr(t *testing.T) string {
@@ -121,20 +129,10 @@ func TestTCPModePlainToTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				line, _ := bufio.NewReader(c).ReadString('\n')
-				io.WriteString(c, "over TLS: "+line)
-			}()
-		}
-	}()
+	serveConns(t, ln, func(c net.Conn) {
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, "over TLS: "+line)
+	})
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	writeFile(t, caFile, certPEM)
 	svc, err := config.ParseTCP(freeAddr(t) + "=" + ln.Addr().String() + ";plain;backend_ca=" + caFile + ";backend_sni=db.internal")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 )
 
 // HTTP/2 to the backends (PoolConfig.Protocol "h2" over TLS with ALPN, or
@@ -24,16 +25,9 @@ const (
 
 // newH2Transport builds the transport of an h2 or h2c pool.
 func newH2Transport(cfg *PoolConfig) (*http.Transport, error) {
-	d := &net.Dialer{Timeout: cfg.dialTimeout()}
 	tr := &http.Transport{
-		Proxy: nil, // backends are dialled directly, never through HTTP_PROXY
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, &DialError{Addr: addr, Err: err}
-			}
-			return c, nil
-		},
+		Proxy:                  nil, // backends are dialled directly, never through HTTP_PROXY
+		DialContext:            typedDial(cfg.dialTimeout()),
 		DisableCompression:     true,
 		ResponseHeaderTimeout:  cfg.responseHeaderTimeout(),
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
@@ -63,4 +57,18 @@ func newH2Transport(cfg *PoolConfig) (*http.Transport, error) {
 // usesH2 reports whether the pool speaks HTTP/2 to its backends.
 func (c *PoolConfig) usesH2() bool {
 	return c.Protocol == ProtocolH2 || c.Protocol == ProtocolH2C
+}
+
+// typedDial is a net/http transport's DialContext whose failures are
+// *DialError: the proxy then knows for certain that nothing was sent and
+// the request may go to another backend.
+func typedDial(timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, &DialError{Addr: addr, Err: err}
+		}
+		return c, nil
+	}
 }

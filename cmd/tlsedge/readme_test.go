@@ -54,32 +54,23 @@ func TestReadmeFlagReference(t *testing.T) {
 	})
 }
 
-func TestReadmeAppOptions(t *testing.T) {
-	section := readmeSection(t, "app-options")
-	re := regexp.MustCompile("(?m)^\\| `([a-z0-9_]+)")
-	var documented, real []string
-	for _, m := range re.FindAllStringSubmatch(section, -1) {
-		documented = append(documented, m[1])
-	}
-	for _, o := range config.AppOptions() {
-		real = append(real, o.Name)
-	}
-	if strings.Join(real, " ") != strings.Join(documented, " ") {
-		t.Errorf("README --app options are out of date:\n options: %v\n README:  %v", real, documented)
-	}
-}
+func TestReadmeAppOptions(t *testing.T) { checkOptionTable(t, "app-options", config.AppOptions()) }
 
-func TestReadmeTCPOptions(t *testing.T) {
-	section := readmeSection(t, "tcp-options")
+func TestReadmeTCPOptions(t *testing.T) { checkOptionTable(t, "tcp-options", config.TCPOptions()) }
+
+// checkOptionTable compares the README table between the section's
+// markers with the real options, names and order.
+func checkOptionTable(t *testing.T, section string, options []config.AppOption) {
+	t.Helper()
 	re := regexp.MustCompile("(?m)^\\| `([a-z0-9_]+)")
 	var documented, real []string
-	for _, m := range re.FindAllStringSubmatch(section, -1) {
+	for _, m := range re.FindAllStringSubmatch(readmeSection(t, section), -1) {
 		documented = append(documented, m[1])
 	}
-	for _, o := range config.TCPOptions() {
+	for _, o := range options {
 		real = append(real, o.Name)
 	}
 	if strings.Join(real, " ") != strings.Join(documented, " ") {
-		t.Errorf("README --tcp options are out of date:\n options: %v\n README:  %v", real, documented)
+		t.Errorf("README %s are out of date:\n options: %v\n README:  %v", section, real, documented)
 	}
 }
