@@ -193,3 +193,37 @@ func TestPriorityActivationProcesses(t *testing.T) {
 		t.Errorf("2 primaries up again: %v, want the backups released", got)
 	}
 }
+
+// balance=hash on a header: every request of one user reaches one backend,
+// without a cookie; different users spread.
+func TestHashAffinityFromConfig(t *testing.T) {
+	b1, b2, b3 := startBackend(t, "b1"), startBackend(t, "b2"), startBackend(t, "b3")
+	app := config.App{Hosts: []string{"shop.example.com"}, Hash: "header:X-User",
+		Backends: []config.Backend{{Addr: b1.addr()}, {Addr: b2.addr()}, {Addr: b3.addr()}}}
+	g := startGateway(t, &config.Config{Apps: []config.App{app}})
+	c := g.client(false)
+	seen := map[string]bool{}
+	for u := range 30 {
+		user := fmt.Sprintf("user-%d", u)
+		first := ""
+		for range 5 {
+			req, _ := http.NewRequest("GET", "https://shop.example.com/cart", nil)
+			req.Header.Set("X-User", user)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			be := resp.Header.Get("X-Backend")
+			if first == "" {
+				first = be
+			} else if be != first {
+				t.Fatalf("%s went to %s, then %s", user, first, be)
+			}
+		}
+		seen[first] = true
+	}
+	if len(seen) != 3 {
+		t.Errorf("30 users reached %d backends, want all 3", len(seen))
+	}
+}
