@@ -30,13 +30,21 @@ type BackendConfig struct {
 	// ID is the stable name of the backend, the value a sticky session
 	// remembers. Empty means Addr.
 	ID string
-	// Addr is the host:port to dial.
+	// Addr is the host:port to dial. With PoolConfig.Resolve set, a host
+	// that is a name (not an IP literal) is looked up (A and AAAA) every
+	// Resolve and the entry stands for one backend per address, ID@IP.
+	// With SRV, Addr is the owner name of SRV records instead, without a
+	// port ("_http._tcp.example.com").
 	Addr string
 	// Weight is the relative share of requests, 1..MaxWeight. Zero means 1.
 	Weight int
 	// Priority is the backend's group: lower groups take traffic first
 	// (see PoolConfig.MinActive). Default 0.
 	Priority int
+	// SRV makes Addr an SRV name: the entry stands for one backend per
+	// target address, ID@IP:port, with the records' priorities and
+	// weights (Weight and Priority must be left zero). See resolve.go.
+	SRV bool
 }
 
 // identity is what makes two configured backends "the same server" across
@@ -257,11 +265,13 @@ func (r *Registry) Backend(id, addr string) *Backend {
 // Retain forgets every backend that none of pools uses and returns how many
 // were forgotten. Call it after a reload has swapped in the new pools; a
 // request still running on an old pool keeps its *Backend alive, it only
-// stops being shared with future pools.
+// stops being shared with future pools. A pool counts with its current
+// membership; an address its resolver dropped stays in the registry until
+// the next Retain, so one that comes back within that time keeps its state.
 func (r *Registry) Retain(pools ...*Pool) int {
 	keep := make(map[*Backend]bool)
 	for _, p := range pools {
-		for _, b := range p.backends {
+		for _, b := range p.state.Load().backends {
 			keep[b] = true
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -78,6 +80,18 @@ type PoolConfig struct {
 	// returns them when traffic drops. When the stack is full, the
 	// connection idle longest is closed.
 	MaxIdleConnsPerHost int
+
+	// Resolve is how often backends named by DNS are looked up again
+	// (StartResolver runs the lookups): a backend whose Addr has a host
+	// name stands for one backend per address of the name, and SRV
+	// backends for one per target address. Zero means names are not
+	// pinned to addresses: a host name is dialled as is (the system
+	// resolves it at every connect) and SRV names are looked up once, in
+	// NewPool. See resolve.go.
+	Resolve time.Duration
+
+	// Resolver looks the names up. Nil means net.DefaultResolver.
+	Resolver Resolver
 }
 
 func (c *PoolConfig) dialTimeout() time.Duration {
@@ -101,6 +115,13 @@ func (c *PoolConfig) idleConnTimeout() time.Duration {
 	return DefaultIdleConnTimeout
 }
 
+func (c *PoolConfig) resolver() Resolver {
+	if c.Resolver != nil {
+		return c.Resolver
+	}
+	return net.DefaultResolver
+}
+
 func (c *PoolConfig) maxIdleConnsPerHost() int {
 	if c.MaxIdleConnsPerHost > 0 {
 		return c.MaxIdleConnsPerHost
@@ -108,84 +129,108 @@ func (c *PoolConfig) maxIdleConnsPerHost() int {
 	return DefaultMaxIdleConnsPerHost
 }
 
-// Pool is an immutable set of backends with their weights, a balancer and
-// a keep-alive stack of connections per backend. A reload builds a new
-// Pool; backend state carries over through the Registry, connections do
-// not (Close the old pool).
+// Pool is a set of backends with their weights, a balancer per priority
+// level and a keep-alive stack of connections per backend. A reload builds
+// a new Pool; backend state carries over through the Registry, connections
+// do not (Close the old pool).
+//
+// The membership is one immutable poolState behind an atomic pointer: the
+// request path loads it and never locks. Without names to re-resolve it
+// never changes; a resolver (StartResolver) swaps in a new one when DNS
+// answers change. A request that picked a backend of an earlier state
+// finishes on it.
 type Pool struct {
-	cfg      PoolConfig // defaults resolved, Backends copied
+	cfg      PoolConfig // defaults resolved; Backends nil (the membership is in state)
+	reg      *Registry
+	members  []member // the configured backends, compiled
+	state    atomic.Pointer[poolState]
+	upgrades *http.Transport // WebSocket handshakes of the ReverseProxy path
+	// h2 carries every other request of an h2 or h2c pool; nil for
+	// HTTP/1.1 pools.
+	h2 *http.Transport
+
+	// backends and stacks are NewPool's membership, state's first value.
+	// Without a resolver it is the only one; with one they go stale.
+	// They serve code that sizes itself once at construction (NewProxy's
+	// attempt limit) and tests; the request path reads state.
+	backends []*Backend
+	stacks   []*connStack
+
+	mu        sync.Mutex // guards closed and resolving; held for a swap, never by requests
+	closed    bool
+	resolving *resolverRun
+}
+
+// poolState is one membership of a pool. It is never modified once
+// stored; a change builds a new one.
+type poolState struct {
+	sets     [][]endpoint // per member: the backends it stands for now
+	eps      []endpoint   // sets flattened; eps[i] describes backends[i]
 	backends []*Backend
 	index    map[*Backend]int // membership check for sticky hints, stack lookup
 	byID     map[string]*Backend
 	levels   []level      // priority groups, first = lowest priority number
 	stacks   []*connStack // idle connections, per backend (same order)
-	// upgrades carries WebSocket handshakes for the ReverseProxy path.
-	upgrades *http.Transport
-	// h2 carries every other request of an h2 or h2c pool; nil for
-	// HTTP/1.1 pools.
-	h2 *http.Transport
+	// retired holds the stacks of the backends the previous state had and
+	// this one dropped, closed: a request that picked one of them just
+	// before the swap still finds its stack.
+	retired map[*Backend]*connStack
 }
 
 // NewPool validates cfg and builds the pool. Backend state comes from reg, so
 // a backend that keeps its ID and Addr across a reload keeps its health and
 // counters; a nil reg gives the pool private state.
+//
+// Names to resolve (see PoolConfig.Resolve) are looked up before NewPool
+// returns, for at most initialResolveTimeout. A host name that does not
+// resolve yet is dialled by name until the resolver gets an answer; an SRV
+// name has nothing to fall back on, and NewPool fails.
 func NewPool(cfg PoolConfig, reg *Registry) (*Pool, error) {
 	if len(cfg.Backends) == 0 {
 		return nil, errors.New("upstream: pool has no backends")
 	}
-	if cfg.DialTimeout < 0 || cfg.ResponseHeaderTimeout < 0 || cfg.IdleConnTimeout < 0 || cfg.MaxIdleConnsPerHost < 0 || cfg.MinActive < 0 {
+	if cfg.DialTimeout < 0 || cfg.ResponseHeaderTimeout < 0 || cfg.IdleConnTimeout < 0 || cfg.MaxIdleConnsPerHost < 0 || cfg.MinActive < 0 || cfg.Resolve < 0 {
 		return nil, errors.New("upstream: pool timeouts and limits must not be negative")
 	}
 	if reg == nil {
 		reg = NewRegistry()
 	}
-	p := &Pool{
-		cfg:      cfg,
-		backends: make([]*Backend, len(cfg.Backends)),
-		index:    make(map[*Backend]int, len(cfg.Backends)),
-		byID:     make(map[string]*Backend, len(cfg.Backends)),
-	}
-	p.cfg.Backends = make([]BackendConfig, len(cfg.Backends))
-	for i, bc := range cfg.Backends {
-		if err := validateAddr(bc.Addr); err != nil {
-			return nil, fmt.Errorf("upstream: backend %d: %w", i+1, err)
-		}
-		if bc.ID == "" {
-			bc.ID = bc.Addr
-		}
-		if bc.Weight == 0 {
-			bc.Weight = 1
-		}
-		if bc.Weight < 1 || bc.Weight > MaxWeight {
-			return nil, fmt.Errorf("upstream: backend %q: weight %d out of range 1..%d", bc.ID, bc.Weight, MaxWeight)
-		}
-		if _, dup := p.byID[bc.ID]; dup {
-			return nil, fmt.Errorf("upstream: backend id %q used twice in one pool", bc.ID)
-		}
-		b := reg.Backend(bc.ID, bc.Addr)
-		p.cfg.Backends[i] = bc
-		p.backends[i] = b
-		p.index[b] = i
-		p.byID[bc.ID] = b
-	}
-	if cfg.MinActive == 0 {
-		p.cfg.MinActive = 1
-	}
-	levels, err := buildLevels(p.backends, p.cfg.Backends, func(bs []*Backend, ws []int) (Balancer, error) {
-		return NewBalancer(cfg.Balancer, bs, ws, cfg.BalancerOptions)
-	})
+	members, err := compileMembers(cfg.Backends, cfg.Resolve > 0)
 	if err != nil {
 		return nil, err
 	}
-	p.levels = levels
+	p := &Pool{cfg: cfg, reg: reg, members: members}
+	p.cfg.Backends = nil
+	if cfg.MinActive == 0 {
+		p.cfg.MinActive = 1
+	}
 	p.cfg.DialTimeout = cfg.dialTimeout()
 	p.cfg.ResponseHeaderTimeout = cfg.responseHeaderTimeout()
 	p.cfg.IdleConnTimeout = cfg.idleConnTimeout()
 	p.cfg.MaxIdleConnsPerHost = cfg.maxIdleConnsPerHost()
-	p.stacks = make([]*connStack, len(p.backends))
-	for i, b := range p.backends {
-		p.stacks[i] = newConnStack(b.addr, &p.cfg)
+	p.cfg.Resolver = cfg.resolver()
+
+	sets := make([][]endpoint, len(members))
+	for i := range members {
+		sets[i] = members[i].unresolved()
 	}
+	if p.hasNames() {
+		ctx, cancel := context.WithTimeout(context.Background(), initialResolveTimeout)
+		var errs []error
+		sets, errs = p.lookup(ctx, sets)
+		cancel()
+		for i, m := range members {
+			if m.kind == srvName && len(sets[i]) == 0 {
+				return nil, fmt.Errorf("upstream: backend %q: %w", m.cfg.ID, errs[i])
+			}
+		}
+	}
+	st, err := p.newState(sets, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.state.Store(st)
+	p.backends, p.stacks = st.backends, st.stacks
 	p.upgrades = newUpgradeTransport(&p.cfg)
 	if p.cfg.usesH2() {
 		if p.h2, err = newH2Transport(&p.cfg); err != nil {
@@ -195,6 +240,108 @@ func NewPool(cfg PoolConfig, reg *Registry) (*Pool, error) {
 		return nil, fmt.Errorf("upstream: protocol %q: want http1, h2 or h2c", p.cfg.Protocol)
 	}
 	return p, nil
+}
+
+// newState builds the membership of sets. Backends come from the Registry
+// by identity; a backend prev already has keeps its *Backend and its
+// connection stack, so that its idle connections and the requests on them
+// carry over.
+func (p *Pool) newState(sets [][]endpoint, prev *poolState) (*poolState, error) {
+	n := 0
+	for _, set := range sets {
+		n += len(set)
+	}
+	st := &poolState{
+		sets:     sets,
+		eps:      make([]endpoint, 0, n),
+		backends: make([]*Backend, 0, n),
+		index:    make(map[*Backend]int, n),
+		byID:     make(map[string]*Backend, n),
+		stacks:   make([]*connStack, 0, n),
+	}
+	cfgs := make([]BackendConfig, 0, n)
+	for _, set := range sets {
+		for _, e := range set {
+			if _, dup := st.byID[e.cfg.ID]; dup {
+				return nil, fmt.Errorf("upstream: backend id %q used twice in one pool", e.cfg.ID)
+			}
+			var (
+				b *Backend
+				s *connStack
+			)
+			if prev != nil {
+				// Taken from prev rather than the registry: a Retain that
+				// raced this pass must not split the state of an address.
+				if old := prev.byID[e.cfg.ID]; old != nil && old.addr == e.cfg.Addr {
+					b = old
+					if i := prev.index[old]; prev.eps[i].tlsHost == e.tlsHost {
+						s = prev.stacks[i]
+					}
+				}
+			}
+			if b == nil {
+				b = p.reg.Backend(e.cfg.ID, e.cfg.Addr)
+			}
+			if s == nil {
+				s = p.newStack(e)
+			}
+			st.index[b] = len(st.backends)
+			st.byID[e.cfg.ID] = b
+			st.backends = append(st.backends, b)
+			st.stacks = append(st.stacks, s)
+			st.eps = append(st.eps, e)
+			cfgs = append(cfgs, e.cfg)
+		}
+	}
+	levels, err := buildLevels(st.backends, cfgs, func(bs []*Backend, ws []int) (Balancer, error) {
+		return NewBalancer(p.cfg.Balancer, bs, ws, p.cfg.BalancerOptions)
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.levels = levels
+	return st, nil
+}
+
+// newStack returns a connection stack for e. When e's address is an IP
+// its name resolved to, TLS sends and verifies the name: the certificate
+// names the service, not its current addresses.
+func (p *Pool) newStack(e endpoint) *connStack {
+	s := newConnStack(e.cfg.Addr, &p.cfg)
+	if s.tls != nil && e.tlsHost != "" {
+		_, port, _ := net.SplitHostPort(e.cfg.Addr)
+		s.tls = backendTLS(p.cfg.TLS, net.JoinHostPort(e.tlsHost, port))
+	}
+	return s
+}
+
+// swap makes next the pool's membership, unless the pool is closed, and
+// closes the stacks of the backends next drops: their idle connections
+// now, the ones in use when their request ends. Only the resolver calls
+// it (one per pool), so next was built from the state it replaces.
+func (p *Pool) swap(next *poolState) bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	prev := p.state.Load()
+	keep := make(map[*connStack]bool, len(next.stacks))
+	for _, s := range next.stacks {
+		keep[s] = true
+	}
+	next.retired = make(map[*Backend]*connStack)
+	for i, s := range prev.stacks {
+		if !keep[s] {
+			next.retired[prev.backends[i]] = s
+		}
+	}
+	p.state.Store(next)
+	p.mu.Unlock()
+	for _, s := range next.retired {
+		s.close()
+	}
+	return true
 }
 
 // validateAddr accepts host:port with a numeric port; the host may be a name
@@ -213,8 +360,23 @@ func validateAddr(addr string) error {
 	return nil
 }
 
-// stack returns the idle connections of b, which must be a member.
-func (p *Pool) stack(b *Backend) *connStack { return p.stacks[p.index[b]] }
+// stack returns the idle connections of b. A backend the resolver has
+// dropped since the request picked it has a closed stack: the request
+// dials, and its connection is closed after use.
+func (p *Pool) stack(b *Backend) *connStack {
+	st := p.state.Load()
+	if i, ok := st.index[b]; ok {
+		return st.stacks[i]
+	}
+	if s := st.retired[b]; s != nil {
+		return s
+	}
+	// Dropped two swaps ago within one request's pick: rarer still, and
+	// the TLS name of an address is lost with its endpoint.
+	s := newConnStack(b.addr, &p.cfg)
+	s.close()
+	return s
+}
 
 // newUpgradeTransport builds the transport of WebSocket handshakes. It
 // keeps no idle connections: a handshake that succeeds hands its
@@ -246,36 +408,52 @@ func newUpgradeTransport(cfg *PoolConfig) *http.Transport {
 	}
 }
 
-// Backend returns the backend with the given ID, or nil if the pool has none.
-func (p *Pool) Backend(id string) *Backend { return p.byID[id] }
+// Backend returns the backend with the given ID, or nil if the pool has
+// none. The backends a name stands for are ID@IP (ID@IP:port for SRV).
+func (p *Pool) Backend(id string) *Backend { return p.state.Load().byID[id] }
 
-// Backends returns the pool's backends in configuration order. The slice is
-// a copy; the backends are shared.
-func (p *Pool) Backends() []*Backend { return append([]*Backend(nil), p.backends...) }
+// Backends returns the pool's backends in configuration order (the
+// addresses of one name sorted). The slice is a copy; the backends are
+// shared.
+func (p *Pool) Backends() []*Backend { return append([]*Backend(nil), p.state.Load().backends...) }
 
 // Config returns the pool's configuration with defaults resolved and empty
-// IDs and weights filled in; Config().Backends[i] describes Backends()[i].
+// IDs and weights filled in; Config().Backends[i] describes Backends()[i]
+// (names expanded to the backends they stand for: Addr is the address
+// dialled). Under a resolver two calls may see different memberships.
 func (p *Pool) Config() PoolConfig {
 	c := p.cfg
-	c.Backends = append([]BackendConfig(nil), p.cfg.Backends...)
+	eps := p.state.Load().eps
+	c.Backends = make([]BackendConfig, len(eps))
+	for i, e := range eps {
+		c.Backends[i] = e.cfg
+	}
 	return c
 }
 
 // Contains reports whether b is one of the pool's backends.
 func (p *Pool) Contains(b *Backend) bool {
-	_, ok := p.index[b]
+	_, ok := p.state.Load().index[b]
 	return ok
 }
 
 // Pick asks the balancer of the priority level active now; see Balancer.
 func (p *Pool) Pick(skip func(*Backend) bool) *Backend { return p.PickAt(time.Now(), skip) }
 
-// Close closes the pool's idle keep-alive connections. Call it when a reload
-// has retired the pool. Connections still in use are closed when their
-// request ends; requests that still reach the pool dial connections that
-// are closed after use.
+// Close stops the resolver, if any, and closes the pool's idle keep-alive
+// connections. Call it when a reload has retired the pool. Connections
+// still in use are closed when their request ends; requests that still
+// reach the pool dial connections that are closed after use. Close may be
+// called more than once.
 func (p *Pool) Close() {
-	for _, s := range p.stacks {
+	p.mu.Lock()
+	p.closed = true
+	run := p.resolving
+	p.mu.Unlock()
+	if run != nil {
+		p.stopResolver(run)
+	}
+	for _, s := range p.state.Load().stacks {
 		s.close()
 	}
 	p.upgrades.CloseIdleConnections()

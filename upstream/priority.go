@@ -10,7 +10,8 @@ import (
 // members are up; below that, the next group is activated alongside it
 // (and the next, until MinActive up backends are reached or the groups run
 // out), and released when the first group recovers. HAProxy's "backup"
-// servers with "option allbackups", generalised to several levels.
+// servers with "option allbackups", generalised to several levels. The
+// priorities of SRV records are groups like configured ones (resolve.go).
 
 // level is the set of backends that take traffic when the groups up to it
 // are active, with its own balancer over their union.
@@ -61,44 +62,46 @@ func buildLevels(backends []*Backend, cfgs []BackendConfig, newBalancer func([]*
 
 // activeLevel returns the level that takes traffic at now: the first whose
 // cumulative up count reaches minActive, or the last.
-func (p *Pool) activeLevel(now time.Time) *level {
-	if len(p.levels) == 1 {
-		return &p.levels[0]
+func (st *poolState) activeLevel(now time.Time, minActive int) *level {
+	if len(st.levels) == 1 {
+		return &st.levels[0]
 	}
 	up := 0
-	for i := range p.levels {
-		lv := &p.levels[i]
+	for i := range st.levels {
+		lv := &st.levels[i]
 		for _, b := range lv.members {
 			if b.Up(now) {
 				up++
 			}
 		}
-		if up >= p.cfg.MinActive {
+		if up >= minActive {
 			return lv
 		}
 	}
-	return &p.levels[len(p.levels)-1]
+	return &st.levels[len(st.levels)-1]
 }
 
 // Active reports whether b belongs to the backends taking traffic at now:
 // a sticky session pinned to a backup backend stays on it while the
 // backups serve, and moves back once they are released.
 func (p *Pool) Active(b *Backend, now time.Time) bool {
-	if len(p.levels) == 1 {
-		return p.Contains(b)
+	st := p.state.Load()
+	if len(st.levels) == 1 {
+		_, ok := st.index[b]
+		return ok
 	}
-	return p.activeLevel(now).union[b]
+	return st.activeLevel(now, p.cfg.MinActive).union[b]
 }
 
 // PickAt asks the balancer of the level active at now; see Balancer.
 func (p *Pool) PickAt(now time.Time, skip func(*Backend) bool) *Backend {
-	return p.activeLevel(now).balancer.Pick(skip)
+	return p.state.Load().activeLevel(now, p.cfg.MinActive).balancer.Pick(skip)
 }
 
 // PickKeyAt is PickAt for a hash key: a KeyBalancer maps it to its
 // backend; other balancers ignore it.
 func (p *Pool) PickKeyAt(now time.Time, key uint64, skip func(*Backend) bool) *Backend {
-	bal := p.activeLevel(now).balancer
+	bal := p.state.Load().activeLevel(now, p.cfg.MinActive).balancer
 	if kb, ok := bal.(KeyBalancer); ok {
 		return kb.PickKey(key, skip)
 	}
