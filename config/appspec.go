@@ -63,6 +63,16 @@ func appOptions() []option {
 			}
 			return nil
 		}},
+		{"resolve", "resolve=DURATION", "re-resolve backend names (A/AAAA, SRV) this often, updating the pool without a reload (default: resolve when connecting)", durationOption(func(a *App) *Duration { return &a.Resolve })},
+		{"srv", "srv=NAME[,NAME...]", "backends from DNS SRV records (priorities become backup groups, weights are kept), e.g. srv=_http._tcp.example.com", func(a *App, v string, has bool) error {
+			if !has || v == "" {
+				return errors.New("needs SRV names: srv=_http._tcp.example.com")
+			}
+			for _, name := range strings.Split(v, ",") {
+				a.Backends = append(a.Backends, Backend{Addr: strings.TrimSpace(name), SRV: true})
+			}
+			return nil
+		}},
 		{"min_active", "min_active=N", "how many primaries must be up for the backups to stay idle (default 1)", intOption(func(a *App) *int { return &a.MinActive })},
 		{"health", "health=PATH", "active health checks: GET PATH on every backend (defaults: every 5s, timeout 2s, status 200-399, rise 2, fall 3)", func(a *App, v string, has bool) error {
 			if !has || v == "" {
@@ -205,7 +215,11 @@ func ParseApp(spec string) (App, error) {
 	app.Path = path
 
 	parts := strings.Split(rest, ";")
-	for i, b := range strings.Split(parts[0], ",") {
+	backends := strings.Split(parts[0], ",")
+	if strings.TrimSpace(parts[0]) == "" {
+		backends = nil // the backends come from options (srv=, backup=)
+	}
+	for i, b := range backends {
 		be, err := ParseBackend(strings.TrimSpace(b))
 		if err != nil {
 			return app, &FieldError{App: route, Field: "backends[" + strconv.Itoa(i) + "]", Value: b, Err: err}
@@ -226,6 +240,10 @@ func ParseApp(spec string) (App, error) {
 		if err := opt.set(&app, value, has); err != nil {
 			return app, &FieldError{App: route, Field: name, Value: value, Err: err}
 		}
+	}
+	if len(app.Backends) == 0 {
+		return app, &FieldError{App: route, Field: "backends", Value: "",
+			Err: fmt.Errorf("%w: an app needs at least one backend: HOST=BACKEND[,BACKEND...] or srv=NAME", ErrSyntax)}
 	}
 	return app, nil
 }

@@ -98,6 +98,9 @@ func FuzzParseApp(f *testing.F) {
 			t.Fatalf("parsed %q into %+v", spec, app)
 		}
 		for _, b := range app.Backends {
+			if b.SRV {
+				continue // a name, checked by Validate
+			}
 			if b.Weight < 1 || b.Weight > MaxWeight || checkHostPort(b.Addr) != nil {
 				t.Fatalf("parsed bad backend %+v from %q", b, spec)
 			}

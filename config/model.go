@@ -140,6 +140,9 @@ type App struct {
 	// Protocol to the backends: http1 (default), h2 (HTTP/2 over TLS,
 	// with backend_tls) or h2c (HTTP/2 in clear text), e.g. for gRPC.
 	Protocol string `yaml:"protocol,omitempty"`
+	// Resolve re-resolves backend names (A/AAAA, SRV) this often; 0
+	// resolves when connecting (SRV: once at start).
+	Resolve Duration `yaml:"resolve,omitempty"`
 	// BackendTLS re-encrypts towards the backends; nil is plain HTTP.
 	BackendTLS *BackendTLS `yaml:"backend_tls,omitempty"`
 	// RetryBudget caps retries as a share of requests, like "20%".
@@ -156,6 +159,9 @@ type Backend struct {
 	ID string `yaml:"id,omitempty"`
 	// Priority 0 is a primary; 1, 2, ... are backup groups.
 	Priority int `yaml:"priority,omitempty"`
+	// SRV makes Addr a DNS SRV name (no port): its targets are the
+	// backends, with their priorities and weights.
+	SRV bool `yaml:"srv,omitempty"`
 }
 
 // Sticky is cookie affinity. In the file, "sticky: true" or

@@ -72,7 +72,7 @@ func (c *Config) Normalize(stateDir string) {
 func normalizeBackends(bs []Backend) {
 	for j := range bs {
 		b := &bs[j]
-		if b.Weight == 0 {
+		if b.Weight == 0 && !b.SRV { // an SRV target's weight is its record's
 			b.Weight = 1
 		}
 		if b.ID == "" {
@@ -165,10 +165,16 @@ func (a *App) validate(routes map[string]string) []error {
 	ids := map[string]int{}
 	for i, b := range a.Backends {
 		field := "backends[" + strconv.Itoa(i) + "]"
-		if err := checkHostPort(b.Addr); err != nil {
+		if b.SRV {
+			if err := checkHost(b.Addr); err != nil || strings.Contains(b.Addr, ":") {
+				add(field, b.Addr, errors.New("an SRV backend is a DNS name without a port, like _http._tcp.example.com"))
+			}
+		} else if err := checkHostPort(b.Addr); err != nil {
 			add(field, b.Addr, err)
 		}
-		if b.Weight < 1 || b.Weight > MaxWeight {
+		if b.SRV && (b.Weight != 0 || b.Priority != 0) {
+			add(field+".weight", strconv.Itoa(b.Weight), errors.New("an SRV backend's weights and priorities come from its records"))
+		} else if !b.SRV && (b.Weight < 1 || b.Weight > MaxWeight) {
 			add(field+".weight", strconv.Itoa(b.Weight), fmt.Errorf("weight must be 1 to %d", MaxWeight))
 		}
 		if !validID(b.ID) {

@@ -75,7 +75,7 @@ func (b *Backend) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML prints the short spelling unless an explicit id needs the long one.
 func (b Backend) MarshalYAML() (any, error) {
-	if b.ID != "" && b.ID != BackendID(b.Addr) || b.Priority != 0 {
+	if b.ID != "" && b.ID != BackendID(b.Addr) || b.Priority != 0 || b.SRV {
 		type plain Backend
 		return plain(b), nil
 	}

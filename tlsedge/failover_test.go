@@ -227,3 +227,21 @@ func TestHashAffinityFromConfig(t *testing.T) {
 		t.Errorf("30 users reached %d backends, want all 3", len(seen))
 	}
 }
+
+// resolve: a backend named by DNS (here localhost, from /etc/hosts)
+// becomes one backend per address, named ID@IP.
+func TestResolveBackendNames(t *testing.T) {
+	b1 := startBackend(t, "b1")
+	_, port, _ := strings.Cut(b1.addr(), ":")
+	app := config.App{Hosts: []string{"shop.example.com"}, Resolve: config.Duration(100 * time.Millisecond),
+		Backends: []config.Backend{{Addr: "localhost:" + port, ID: "web"}}}
+	g := startGateway(t, &config.Config{Apps: []config.App{app}})
+	for range 5 {
+		if resp, body := get(t, g.client(true), "https://shop.example.com/x", ""); resp.StatusCode != 200 || body != "b1 /x" {
+			t.Fatalf("got %d %q", resp.StatusCode, body)
+		}
+	}
+	eventually(t, "an access-log line naming web@127.0.0.1", func() bool {
+		return strings.Contains(g.access.String(), "backend=web@127.0.0.1")
+	})
+}

@@ -28,8 +28,9 @@ func newPoolAndProxy(app *config.App, cfg *config.Config, reg *upstream.Registry
 		MinActive:             app.MinActive,
 	}
 	for _, b := range app.Backends {
-		pc.Backends = append(pc.Backends, upstream.BackendConfig{ID: b.ID, Addr: b.Addr, Weight: b.Weight, Priority: b.Priority})
+		pc.Backends = append(pc.Backends, upstream.BackendConfig{ID: b.ID, Addr: b.Addr, Weight: b.Weight, Priority: b.Priority, SRV: b.SRV})
 	}
+	pc.Resolve = app.Resolve.D()
 	if pc.TLS, err = backendTLSConfig(app, log); err != nil {
 		return nil, nil, err
 	}
@@ -112,6 +113,13 @@ func (snap *snapshot) runHealth(ctx context.Context) {
 	for _, t := range snap.tcpServices {
 		if t.health != nil {
 			start(t.pool, t.health, t.log)
+		}
+	}
+	// Pools whose backends are DNS names follow DNS.
+	for _, a := range snap.apps {
+		if a.cfg.Resolve > 0 {
+			stop := a.pool.StartResolver(ctx, a.log.WithField("component", "dns"))
+			defer stop()
 		}
 	}
 	<-ctx.Done()

@@ -87,7 +87,8 @@ func (st *attempt) forward(w http.ResponseWriter, r *http.Request) error {
 	var lastErr error
 	var deadline time.Time // of the queue wait, from the first wait
 	fresh := true          // neither waited nor picked yet
-	for len(st.tried) < st.p.maxAttempts {
+	limit := st.p.attemptLimit()
+	for len(st.tried) < limit {
 		b := st.next()
 		if q := st.p.queue; q != nil && (b == nil && st.saturated() || fresh && b != nil && q.Waiting() > 0) {
 			// Every backend that is up is full, or others wait already

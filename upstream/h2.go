@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -24,7 +25,8 @@ const (
 )
 
 // newH2Transport builds the transport of an h2 or h2c pool.
-func newH2Transport(cfg *PoolConfig) (*http.Transport, error) {
+func (p *Pool) newH2Transport() (*http.Transport, error) {
+	cfg := &p.cfg
 	tr := &http.Transport{
 		Proxy:                  nil, // backends are dialled directly, never through HTTP_PROXY
 		DialContext:            typedDial(cfg.dialTimeout()),
@@ -39,9 +41,7 @@ func newH2Transport(cfg *PoolConfig) (*http.Transport, error) {
 		if cfg.TLS == nil {
 			return nil, errors.New("upstream: protocol h2 needs TLS to the backends (h2c is HTTP/2 without TLS)")
 		}
-		tc := backendTLS(cfg.TLS, "")
-		tc.NextProtos = []string{"h2"}
-		tr.TLSClientConfig = tc
+		tr.DialTLSContext = p.tlsDial("h2")
 		tr.Protocols.SetHTTP2(true)
 	case ProtocolH2C:
 		if cfg.TLS != nil {
@@ -52,6 +52,66 @@ func newH2Transport(cfg *PoolConfig) (*http.Transport, error) {
 		return nil, fmt.Errorf("upstream: protocol %q: want http1, h2 or h2c", cfg.Protocol)
 	}
 	return tr, nil
+}
+
+// newUpgradeTransport builds the transport of WebSocket handshakes. It
+// keeps no idle connections: a handshake that succeeds hands its
+// connection to the tunnel, and one that fails is rare.
+func (p *Pool) newUpgradeTransport() *http.Transport {
+	cfg := &p.cfg
+	tr := &http.Transport{
+		// Never the environment's HTTP_PROXY: backends are dialled directly.
+		Proxy:       nil,
+		DialContext: typedDial(cfg.dialTimeout()),
+		// The client's Accept-Encoding goes to the backend unchanged and the
+		// response comes back as sent; decompressing here would only cost CPU.
+		DisableCompression:     true,
+		DisableKeepAlives:      true,
+		ResponseHeaderTimeout:  cfg.responseHeaderTimeout(),
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		ReadBufferSize:         h1ReadBuffer,
+		WriteBufferSize:        h1WriteBuffer,
+		ForceAttemptHTTP2:      false,
+	}
+	if cfg.TLS != nil {
+		tr.DialTLSContext = p.tlsDial("http/1.1")
+	}
+	return tr
+}
+
+// tlsDial is a transport's DialTLSContext: the TLS settings are the
+// backend's own (its connection stack's), so a backend the resolver turned
+// into an IP address still sends and verifies its name, not the IP the
+// URL carries.
+func (p *Pool) tlsDial(alpn string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dial := typedDial(p.cfg.dialTimeout())
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := p.tlsFor(addr).Clone()
+		tc.NextProtos = []string{alpn}
+		c := tls.Client(nc, tc)
+		hctx, cancel := context.WithTimeout(ctx, p.cfg.dialTimeout())
+		defer cancel()
+		if err := c.HandshakeContext(hctx); err != nil {
+			nc.Close()
+			return nil, &DialError{Addr: addr, Err: fmt.Errorf("TLS handshake: %w", err)}
+		}
+		return c, nil
+	}
+}
+
+// tlsFor returns the TLS settings of the backend at addr: those of its
+// connection stack, or the pool's with the address's host as the name.
+func (p *Pool) tlsFor(addr string) *tls.Config {
+	for _, s := range p.state.Load().stacks {
+		if s.addr == addr && s.tls != nil {
+			return s.tls
+		}
+	}
+	return backendTLS(p.cfg.TLS, addr)
 }
 
 // usesH2 reports whether the pool speaks HTTP/2 to its backends.

@@ -63,10 +63,8 @@ func StartHealth(ctx context.Context, pool *Pool, cfg HealthConfig, log *logrus.
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	backends := pool.Backends()
-	checkers := make([]*backendChecker, len(backends))
 	client := newHealthClient(cfg)
-	for i, b := range backends {
+	newChecker := func(b *Backend) (*backendChecker, error) {
 		var p prober = &tcpProber{dialer: &net.Dialer{Timeout: cfg.timeout()}, addr: b.addr}
 		if !cfg.TCP {
 			hp, err := newHTTPProber(cfg, client, b.addr)
@@ -75,21 +73,72 @@ func StartHealth(ctx context.Context, pool *Pool, cfg HealthConfig, log *logrus.
 			}
 			p = hp
 		}
-		checkers[i] = &backendChecker{
+		return &backendChecker{
 			b: b, prober: p, log: log,
 			timeout: cfg.timeout(), rise: cfg.rise(), fall: cfg.fall(),
+		}, nil
+	}
+	backends := pool.Backends()
+	checkers := make([]*backendChecker, len(backends))
+	for i, b := range backends {
+		c, err := newChecker(b)
+		if err != nil {
+			return nil, err
 		}
+		checkers[i] = c
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	h := &HealthChecker{cancel: cancel}
 	interval := cfg.interval()
 	phase := rand.N(interval)
+	running := make(map[*Backend]context.CancelFunc, len(checkers))
 	for i, c := range checkers {
 		first := firstCheck(i, len(checkers), phase, interval)
-		h.wg.Go(func() { c.run(ctx, first, interval) })
+		cctx, stop := context.WithCancel(ctx)
+		running[c.b] = stop
+		h.wg.Go(func() { c.run(cctx, first, interval) })
+	}
+	if pool.hasNames() && pool.cfg.Resolve > 0 {
+		h.wg.Go(func() { h.follow(ctx, pool, running, newChecker, interval) })
 	}
 	return h, nil
+}
+
+// follow keeps one checker per backend as DNS changes the pool's
+// membership: addresses that appear are checked from the next interval
+// on, and the checks of addresses that went away stop.
+func (h *HealthChecker) follow(ctx context.Context, pool *Pool, running map[*Backend]context.CancelFunc,
+	newChecker func(*Backend) (*backendChecker, error), interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := map[*Backend]bool{}
+		for _, b := range pool.Backends() {
+			now[b] = true
+			if _, ok := running[b]; ok {
+				continue
+			}
+			c, err := newChecker(b)
+			if err != nil {
+				continue // the same settings passed for the first backends
+			}
+			cctx, stop := context.WithCancel(ctx)
+			running[b] = stop
+			h.wg.Go(func() { c.run(cctx, rand.N(interval), interval) })
+		}
+		for b, stop := range running {
+			if !now[b] {
+				stop()
+				delete(running, b)
+			}
+		}
+	}
 }
 
 // firstCheck is the delay before the first check of the i-th of n

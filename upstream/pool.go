@@ -231,9 +231,9 @@ func NewPool(cfg PoolConfig, reg *Registry) (*Pool, error) {
 	}
 	p.state.Store(st)
 	p.backends, p.stacks = st.backends, st.stacks
-	p.upgrades = newUpgradeTransport(&p.cfg)
+	p.upgrades = p.newUpgradeTransport()
 	if p.cfg.usesH2() {
-		if p.h2, err = newH2Transport(&p.cfg); err != nil {
+		if p.h2, err = p.newH2Transport(); err != nil {
 			return nil, err
 		}
 	} else if p.cfg.Protocol != "" && p.cfg.Protocol != ProtocolHTTP1 {
@@ -376,36 +376,6 @@ func (p *Pool) stack(b *Backend) *connStack {
 	s := newConnStack(b.addr, &p.cfg)
 	s.close()
 	return s
-}
-
-// newUpgradeTransport builds the transport of WebSocket handshakes. It
-// keeps no idle connections: a handshake that succeeds hands its
-// connection to the tunnel, and one that fails is rare.
-func newUpgradeTransport(cfg *PoolConfig) *http.Transport {
-	d := &net.Dialer{Timeout: cfg.dialTimeout()}
-	return &http.Transport{
-		// Never the environment's HTTP_PROXY: backends are dialled directly.
-		Proxy: nil,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				// Typed so the proxy knows for certain that nothing was
-				// sent and the request may go to another backend.
-				return nil, &DialError{Addr: addr, Err: err}
-			}
-			return c, nil
-		},
-		// The client's Accept-Encoding goes to the backend unchanged and the
-		// response comes back as sent; decompressing here would only cost CPU.
-		DisableCompression:     true,
-		DisableKeepAlives:      true,
-		ResponseHeaderTimeout:  cfg.responseHeaderTimeout(),
-		MaxResponseHeaderBytes: maxResponseHeaderBytes,
-		ReadBufferSize:         h1ReadBuffer,
-		WriteBufferSize:        h1WriteBuffer,
-		ForceAttemptHTTP2:      false,
-		TLSClientConfig:        backendTLS(cfg.TLS, ""), // ServerName: the URL's host
-	}
 }
 
 // Backend returns the backend with the given ID, or nil if the pool has

@@ -100,6 +100,16 @@ type Proxy struct {
 	rp           *httputil.ReverseProxy // WebSocket upgrades only
 }
 
+// attemptLimit is how many backends one request may try: MaxAttempts,
+// or every backend the pool has now (its membership may change with DNS).
+func (p *Proxy) attemptLimit() int {
+	n := len(p.pool.state.Load().backends)
+	if p.maxAttempts > 0 && p.maxAttempts < n {
+		return p.maxAttempts
+	}
+	return n
+}
+
 // DefaultPassiveFails is ProxyConfig.PassiveFails's default.
 const DefaultPassiveFails = 5
 
@@ -129,9 +139,6 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 		l := logrus.New()
 		l.Out = io.Discard
 		p.log = logrus.NewEntry(l)
-	}
-	if p.maxAttempts == 0 || p.maxAttempts > len(p.pool.backends) {
-		p.maxAttempts = len(p.pool.backends)
 	}
 	if p.now == nil {
 		p.now = time.Now

@@ -482,3 +482,41 @@ func TestResolverLoop(t *testing.T) {
 		t.Error("a closed pool started a resolver")
 	}
 }
+
+// Active health checks follow the membership: an address DNS adds is
+// checked (and taken out when it fails), one DNS removes is no longer.
+func TestHealthFollowsResolvedMembers(t *testing.T) {
+	d := newDNSServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	d.setHost(appName, "127.0.0.1")
+	p := newResolvedPool(t, d, PoolConfig{Backends: []BackendConfig{{ID: "app", Addr: appName + ":" + port}}, Resolve: time.Hour})
+	hc, err := StartHealth(t.Context(), p, HealthConfig{TCP: true, Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond, Rise: 1, Fall: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Stop()
+	// 127.0.0.2 has nothing listening on the port: once it is a member,
+	// its checks must take it down.
+	r, _ := newTestResolver(p)
+	d.setHost(appName, "127.0.0.1", "127.0.0.2")
+	r.pass(t.Context())
+	added := p.Backend("app@127.0.0.2")
+	if added == nil {
+		t.Fatal("127.0.0.2 not added")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !added.CheckedDown() {
+		if time.Now().After(deadline) {
+			t.Fatal("the added address was never checked")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p.Backend("app@127.0.0.1").CheckedDown() {
+		t.Error("the listening address was taken down")
+	}
+}

@@ -135,7 +135,8 @@ func (rt retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // URL host and body between attempts touches no one else's data.
 func (st *attempt) roundTrip(req *http.Request) (*http.Response, error) {
 	var lastErr error
-	for len(st.tried) < st.p.maxAttempts {
+	limit := st.p.attemptLimit()
+	for len(st.tried) < limit {
 		b := st.next()
 		if b == nil {
 			break
