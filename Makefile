@@ -19,8 +19,10 @@ TEST_DEBS := curl redis-server
 FUZZ_TARGETS := \
 	./config:FuzzParseApp \
 	./config:FuzzParse \
+	./config:FuzzParseTCP \
 	./session:FuzzDecode \
 	./session:FuzzLoadKeyFile \
+	./session:FuzzQueryParam \
 	./certs:FuzzLoadPair \
 	./certs:FuzzHostName \
 	./certs:FuzzOnDemandDecide \
@@ -29,6 +31,7 @@ FUZZ_TARGETS := \
 	./tlsedge:FuzzRequestHead \
 	./upstream:FuzzReadResponseHead \
 	./upstream:FuzzChunkedBody \
+	./upstream:FuzzReadProxyHeader \
 	./httpsyntax:FuzzParseChunkSize
 
 .PHONY: build demo test test-deps vet unit fuzz bench lint clean

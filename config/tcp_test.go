@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -59,4 +60,27 @@ func TestTCPValidate(t *testing.T) {
 			t.Errorf("%s: %v, want %q", name, err, tc.want)
 		}
 	}
+}
+
+// FuzzParseTCP: any --tcp value parses or gives a *FieldError; what
+// parses has a listen address and backends that are host:port.
+func FuzzParseTCP(f *testing.F) {
+	for _, s := range []string{":5432=10.0.0.5:5432", "127.0.0.1:5433=db:5432;plain;backend_tls", ":1=a:1,b:2*3;hosts=x.example.com;proxy_protocol=2", "=", ":1=;", ":1=a:1;idle_timeout="} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		s, err := ParseTCP(spec)
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v is %T, want *FieldError", err, err)
+			}
+			return
+		}
+		for _, b := range s.Backends {
+			if checkHostPort(b.Addr) != nil {
+				t.Fatalf("parsed bad backend %+v from %q", b, spec)
+			}
+		}
+	})
 }
