@@ -85,41 +85,19 @@ var errClientGone = errors.New("upstream: client went away")
 // the retry budget.
 func (st *attempt) forward(w http.ResponseWriter, r *http.Request) error {
 	var lastErr error
-	var deadline time.Time // of the queue wait, from the first wait
-	fresh := true          // neither waited nor picked yet
+	var ps pickState
 	limit := st.p.attemptLimit()
 	for len(st.tried) < limit {
-		b := st.next()
-		if q := st.p.queue; q != nil && (b == nil && st.saturated() || fresh && b != nil && q.Waiting() > 0) {
-			// Every backend that is up is full, or others wait already
-			// (a newcomer does not overtake them): wait for a slot. A
-			// request that waited before keeps the head of its class.
-			if deadline.IsZero() {
-				deadline = time.Now().Add(q.cfg.Timeout)
-			}
-			err := q.wait(r.Context(), deadline, q.high(r, st.t), !fresh, st.slotFree)
-			fresh = false
-			if err != nil {
-				return err
-			}
-			continue
+		b, err := st.pick(r, &ps)
+		if err != nil {
+			return err
 		}
 		if b == nil {
 			break
 		}
-		if !b.tryAcquire(st.p.maxConns) {
-			continue // another request took the last slot: pick again
-		}
-		fresh = false
-		if len(st.tried) == 0 {
-			st.p.budget.request(st.now)
-		} else if !st.p.budget.allowRetry(st.now) {
-			st.p.log.WithField("backends", st.triedString()).Warn("upstream: retry budget spent; not retrying")
-			break
-		}
 		st.tried = append(st.tried, b)
 		st.t.Attempts = len(st.tried)
-		err := st.try(w, r, b)
+		err = st.try(w, r, b)
 		if err == nil || st.active != nil {
 			return err
 		}

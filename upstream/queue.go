@@ -199,3 +199,47 @@ func (p *Proxy) releaseSlot(b *Backend) {
 		p.queue.release()
 	}
 }
+
+// pickState is what pick remembers across the attempts of one request.
+type pickState struct {
+	deadline time.Time // of the queue wait, from the first wait
+	picked   bool      // waited or picked before: keeps its turn, never a newcomer
+}
+
+// pick returns the next backend for r with one of its request slots held
+// and the attempt counted against the retry budget, or nil when no
+// backend is left (or the budget is spent). When every backend that is up
+// is full, or others already wait (a newcomer does not overtake them), it
+// waits in the queue first; a *QueueError or the context's error ends
+// the wait.
+func (st *attempt) pick(r *http.Request, ps *pickState) (*Backend, error) {
+	for {
+		b := st.next()
+		if q := st.p.queue; q != nil && (b == nil && st.saturated() || !ps.picked && b != nil && q.Waiting() > 0) {
+			if ps.deadline.IsZero() {
+				ps.deadline = time.Now().Add(q.cfg.Timeout)
+			}
+			err := q.wait(r.Context(), ps.deadline, q.high(r, st.t), ps.picked, st.slotFree)
+			ps.picked = true
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if b == nil {
+			return nil, nil
+		}
+		if !b.tryAcquire(st.p.maxConns) {
+			continue // another request took the last slot: pick again
+		}
+		ps.picked = true
+		if len(st.tried) == 0 {
+			st.p.budget.request(st.now)
+		} else if !st.p.budget.allowRetry(st.now) {
+			st.p.releaseSlot(b)
+			st.p.log.WithField("backends", st.triedString()).Warn("upstream: retry budget spent; not retrying")
+			return nil, nil
+		}
+		return b, nil
+	}
+}

@@ -191,3 +191,40 @@ func TestQueuePriority(t *testing.T) {
 		}
 	}
 }
+
+// The HTTP/2 path (an h2c pool) keeps max_conns and queues as well.
+func TestMaxConnsQueueH2C(t *testing.T) {
+	g := newGate()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(g.handler))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	pool, err := NewPool(PoolConfig{Backends: []BackendConfig{{ID: "a", Addr: srv.Listener.Addr().String()}}, Protocol: ProtocolH2C}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	p, err := NewProxy(ProxyConfig{Pool: pool, MaxConns: 2, Queue: QueueConfig{Timeout: 20 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := newQueueFront(t, p)
+	const n = 10
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if code, _ := send(t, front.Client(), front.URL+"/", nil); code != 200 {
+				t.Errorf("status %d", code)
+			}
+		})
+	}
+	eventually(t, "2 in the backend and 8 queued", func() bool { return g.cur.Load() == 2 && p.queue.Waiting() == n-2 })
+	for range n {
+		g.release <- struct{}{}
+	}
+	wg.Wait()
+	if peak := g.peak.Load(); peak != 2 {
+		t.Errorf("peak concurrency %d, want 2", peak)
+	}
+}

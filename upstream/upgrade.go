@@ -135,9 +135,13 @@ func (rt retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // URL host and body between attempts touches no one else's data.
 func (st *attempt) roundTrip(req *http.Request) (*http.Response, error) {
 	var lastErr error
+	var ps pickState
 	limit := st.p.attemptLimit()
 	for len(st.tried) < limit {
-		b := st.next()
+		b, err := st.pick(req, &ps)
+		if err != nil {
+			return nil, err
+		}
 		if b == nil {
 			break
 		}
@@ -150,7 +154,6 @@ func (st *attempt) roundTrip(req *http.Request) (*http.Response, error) {
 			req.Body = &st.body
 		}
 		req.URL.Host = b.addr
-		b.inflight.Add(1)
 		resp, err := st.p.pool.transport(req).RoundTrip(req)
 		if err == nil {
 			if b.MarkSucceeded(st.p.now()) {
