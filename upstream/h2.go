@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -131,4 +132,13 @@ func typedDial(timeout time.Duration) func(ctx context.Context, network, addr st
 		}
 		return c, nil
 	}
+}
+
+// h2NotEstablished reports net/http's HTTP/2 error for a connection that
+// failed before its preface and settings were exchanged: no request went
+// out on it, so any request may go to another backend, as after a failed
+// dial. net/http does not export the error; its text is stable since Go
+// 1.13.
+func h2NotEstablished(err error) bool {
+	return strings.Contains(err.Error(), "http2: client conn could not be established")
 }

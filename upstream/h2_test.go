@@ -99,3 +99,24 @@ func TestH2ConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// An idempotent request whose h2c backend drops the connection before an
+// answer goes to another backend; a POST does not.
+func TestH2CRetryIdempotentAfterReset(t *testing.T) {
+	reset := newResetBackend(t)
+	be := h2Backend(t, nil)
+	front := h2Front(t, PoolConfig{Backends: []BackendConfig{{ID: "reset", Addr: reset.addr()}, {ID: "live", Addr: be.Listener.Addr().String()}}, Protocol: ProtocolH2C})
+	for range 4 { // round robin: the reset backend comes first or second
+		resp, err := front.Client().Get(front.URL + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET: %d, want 200 from the live backend", resp.StatusCode)
+		}
+	}
+	if reset.arrivals.Load() == 0 {
+		t.Fatal("the resetting backend was never tried")
+	}
+}

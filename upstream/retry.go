@@ -42,9 +42,11 @@ func (st *attempt) retryAfterSend(r *http.Request, err error) bool {
 		return false
 	}
 	var be *backendError
-	if !errors.As(err, &be) {
-		return false
-	}
+	return errors.As(err, &be) && connectionDropped(err)
+}
+
+// connectionDropped reports a connection the backend closed or reset.
+func connectionDropped(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

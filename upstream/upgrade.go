@@ -165,14 +165,27 @@ func (st *attempt) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		st.p.releaseSlot(b)
 		lastErr = err
-		var de *DialError
-		if !errors.As(err, &de) || req.Context().Err() != nil {
+		if req.Context().Err() != nil {
 			return nil, err
 		}
-		if now := st.p.now(); b.MarkFailed(now) {
-			logEjected(st.p.log, b, now, err.Error())
-		}
-		if st.body.touched.Load() {
+		var de *DialError
+		switch {
+		case errors.As(err, &de) || h2NotEstablished(err):
+			if now := st.p.now(); b.MarkFailed(now) {
+				logEjected(st.p.log, b, now, err.Error())
+			}
+			if st.body.touched.Load() {
+				return nil, err
+			}
+		case !isWebSocket(req.Header) && !hasBody(req) && idempotent(req) && connectionDropped(err):
+			// Sent, but the backend dropped the connection before any
+			// answer: an idempotent request without a body may go on (the
+			// same rule as the HTTP/1.1 path's retryAfterSend).
+			st.p.failed(b, err)
+		default:
+			if isTimeout(err) {
+				st.p.failed(b, err)
+			}
 			return nil, err
 		}
 	}
