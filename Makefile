@@ -32,7 +32,8 @@ FUZZ_TARGETS := \
 	./upstream:FuzzReadResponseHead \
 	./upstream:FuzzChunkedBody \
 	./upstream:FuzzReadProxyHeader \
-	./httpsyntax:FuzzParseChunkSize
+	./httpsyntax:FuzzParseChunkSize \
+	./filter:FuzzSaneID
 
 .PHONY: build demo test test-deps vet unit fuzz bench lint clean
 

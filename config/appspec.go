@@ -125,6 +125,33 @@ func appOptions() []option {
 			backendTLSOf(a).Insecure = true
 			return nil
 		}},
+		{"hide_headers", "hide_headers=NAME[,NAME...]|none", "response headers removed (default: Server, X-Powered-By, X-AspNet-Version, X-AspNetMvc-Version, X-Runtime, X-Generator, X-Drupal-Cache, Via)", func(a *App, v string, has bool) error {
+			if !has || v == "" {
+				return errors.New("needs header names or none")
+			}
+			a.HideHeaders = []string{}
+			if v != "none" {
+				a.HideHeaders = strings.Split(v, ",")
+			}
+			return nil
+		}},
+		{"hsts", "hsts=DURATION|off", "Strict-Transport-Security max-age on HTTPS responses (default 8760h: one year)", stringOption(func(a *App) *string { return &a.HSTS })},
+		{"hsts_subdomains", "hsts_subdomains", "add includeSubDomains to HSTS", func(a *App, v string, has bool) error {
+			if has {
+				return errors.New("takes no value")
+			}
+			a.HSTSSubdomains = true
+			return nil
+		}},
+		{"security_headers", "security_headers", "add X-Content-Type-Options: nosniff, Referrer-Policy: strict-origin-when-cross-origin, X-Frame-Options: SAMEORIGIN", func(a *App, v string, has bool) error {
+			if has {
+				return errors.New("takes no value")
+			}
+			a.SecurityHeaders = true
+			return nil
+		}},
+		{"csp", "csp=POLICY", "Content-Security-Policy set on every response", stringOption(func(a *App) *string { return &a.CSP })},
+		{"request_id", "request_id=on|off", "add X-Request-Id to requests that lack one, echo it in the response and the access log (default on)", stringOption(func(a *App) *string { return &a.RequestID })},
 		{"retry_budget", "retry_budget=PERCENT", "retries may add at most this share of requests over 10 s, plus 10 (default 20%)", stringOption(func(a *App) *string { return &a.RetryBudget })},
 		{"tls", "tls=auto|internal|files", "certificates from ACME, the local CA or --cert/--cert-dir files (default: files that cover the host, else auto with --acme-email, else internal)", func(a *App, v string, has bool) error {
 			switch strings.ToLower(v) {

@@ -145,6 +145,19 @@ type App struct {
 	Resolve Duration `yaml:"resolve,omitempty"`
 	// BackendTLS re-encrypts towards the backends; nil is plain HTTP.
 	BackendTLS *BackendTLS `yaml:"backend_tls,omitempty"`
+	// HideHeaders are response headers removed (default: Server,
+	// X-Powered-By and the like; "none" keeps everything).
+	HideHeaders []string `yaml:"hide_headers,omitempty"`
+	// HSTS is Strict-Transport-Security's max-age, like 8760h, or "off"
+	// (default 8760h: one year); HSTSSubdomains adds includeSubDomains.
+	HSTS           string `yaml:"hsts,omitempty"`
+	HSTSSubdomains bool   `yaml:"hsts_subdomains,omitempty"`
+	// SecurityHeaders adds X-Content-Type-Options, Referrer-Policy and
+	// X-Frame-Options; CSP sets Content-Security-Policy.
+	SecurityHeaders bool   `yaml:"security_headers,omitempty"`
+	CSP             string `yaml:"csp,omitempty"`
+	// RequestID adds X-Request-Id ("on", default) or not ("off").
+	RequestID string `yaml:"request_id,omitempty"`
 	// RetryBudget caps retries as a share of requests, like "20%".
 	RetryBudget string `yaml:"retry_budget,omitempty"`
 }

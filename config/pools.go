@@ -141,8 +141,17 @@ func ParsePercent(s string) (float64, error) {
 	return f, nil
 }
 
-// normalizePools fills in the pool defaults of an app.
+// DefaultHSTS is the default max-age of Strict-Transport-Security.
+const DefaultHSTS = "8760h"
+
+// normalizePools fills in the pool and response defaults of an app.
 func (a *App) normalizePools() {
+	if a.HSTS == "" {
+		a.HSTS = DefaultHSTS
+	}
+	if a.RequestID == "" {
+		a.RequestID = "on"
+	}
 	a.Balance = strings.ToLower(a.Balance)
 	if a.Balance == "" && a.Hash != "" {
 		a.Balance = "hash"
@@ -237,6 +246,14 @@ func (a *App) validatePools(add func(field, value string, err error)) {
 		if bt.Insecure && (bt.CA != "" || bt.ServerName != "") {
 			add("backend_insecure", "true", errors.New("backend_insecure verifies nothing: backend_ca and backend_sni would be ignored"))
 		}
+	}
+	if a.HSTS != Off {
+		if d, err := ParseDuration(a.HSTS); err != nil || d <= 0 {
+			add("hsts", a.HSTS, errors.New("want a max-age like 8760h, or off"))
+		}
+	}
+	if a.RequestID != "on" && a.RequestID != Off {
+		add("request_id", a.RequestID, errors.New("want on or off"))
 	}
 	if a.RetryBudget != "" {
 		if _, err := ParsePercent(a.RetryBudget); err != nil {

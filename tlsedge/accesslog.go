@@ -25,8 +25,10 @@ type accessEntry struct {
 	App      string
 	Backend  string // backend id, "" when none answered
 	Attempts int    // backends tried; written only when more than one
-	TLS      uint16 // negotiated version, 0 for plain HTTP
-	Sticky   stickyResult
+	// RequestID is the request's X-Request-Id ("" when off).
+	RequestID string
+	TLS       uint16 // negotiated version, 0 for plain HTTP
+	Sticky    stickyResult
 }
 
 // stickyResult says what a sticky cookie did for a request.
@@ -162,6 +164,10 @@ func formatText(b []byte, e *accessEntry) []byte {
 		b = append(b, " attempts="...)
 		b = strconv.AppendInt(b, int64(e.Attempts), 10)
 	}
+	if e.RequestID != "" {
+		b = append(b, " id="...)
+		b = appendSafe(b, e.RequestID)
+	}
 	return append(b, '\n')
 }
 
@@ -190,12 +196,16 @@ func formatJSON(b []byte, e *accessEntry) []byte {
 	b = append(b, tlsVersionName(e.TLS)...)
 	b = append(b, `","sticky":"`...)
 	b = append(b, e.Sticky.String()...)
+	b = append(b, '"')
 	if e.Attempts > 1 {
-		b = append(b, `","attempts":`...)
+		b = append(b, `,"attempts":`...)
 		b = strconv.AppendInt(b, int64(e.Attempts), 10)
-		return append(b, "}\n"...)
 	}
-	return append(b, "\"}\n"...)
+	if e.RequestID != "" {
+		b = append(b, `,"request_id":`...)
+		b = appendJSONString(b, e.RequestID)
+	}
+	return append(b, "}\n"...)
 }
 
 // appendJSONString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD

@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/filter"
 	"github.com/tlsedge/tlsedge/session"
 	"github.com/tlsedge/tlsedge/upstream"
 )
@@ -17,6 +18,7 @@ import (
 // ServeHTTP only looks things up.
 type appHandler struct {
 	cfg    *config.App
+	chain  http.Handler // the filters in front of serve
 	pool   *upstream.Pool
 	proxy  *upstream.Proxy
 	health *upstream.HealthConfig // nil without active checks
@@ -50,6 +52,7 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 			return nil, err
 		}
 	}
+	h.chain = filterChain(app, http.HandlerFunc(h.serve))
 	if app.Sticky != nil {
 		codec, err := session.New(session.Config{
 			Name:   app.Sticky.CookieName(),
@@ -70,7 +73,11 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 	return h, nil
 }
 
-func (a *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (a *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.chain.ServeHTTP(w, r) }
+
+// serve is the app behind its filters: sticky affinity, the proxy, the
+// access log.
+func (a *appHandler) serve(w http.ResponseWriter, r *http.Request) {
 	x := exchange{w: w, app: a, start: a.now()}
 	if a.sticky != nil {
 		x.readCookie(r)
@@ -98,6 +105,9 @@ func (a *appHandler) logAccess(x *exchange, r *http.Request) {
 		Duration: a.now().Sub(x.start),
 		App:      a.cfg.Name,
 		Sticky:   x.sticky,
+	}
+	if id := r.Header[filter.RequestIDHeader]; len(id) > 0 {
+		e.RequestID = id[0]
 	}
 	if e.Status == 0 {
 		// A hijacked (upgraded) connection never calls WriteHeader.

@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net/http"
 	"os"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/filter"
 	"github.com/tlsedge/tlsedge/upstream"
 )
 
@@ -158,4 +160,29 @@ func backendTLSConfig(app *config.App, log *logrus.Entry) (*tls.Config, error) {
 		log.Warn("backend_insecure: TLS to the backends is not verified; anyone on the path can impersonate them")
 	}
 	return tc, nil
+}
+
+// filterChain puts an app's filters in front of next, outermost first:
+// the request id (so every later step and the access log see it), then
+// the response header filter (hidden headers, HSTS, security headers).
+func filterChain(app *config.App, next http.Handler) http.Handler {
+	rc := filter.ResponseHeadersConfig{HSTSSubdomains: app.HSTSSubdomains, Remove: app.HideHeaders}
+	if app.HSTS != config.Off {
+		d, _ := config.ParseDuration(app.HSTS) // validated
+		rc.HSTS = d.D()
+	}
+	if app.SecurityHeaders || app.CSP != "" {
+		rc.Set = map[string]string{}
+		if app.SecurityHeaders {
+			rc.Set = filter.SecurityHeaders()
+		}
+		if app.CSP != "" {
+			rc.Set["Content-Security-Policy"] = app.CSP
+		}
+	}
+	h := filter.ResponseHeaders(next, rc)
+	if app.RequestID != config.Off {
+		h = filter.RequestID(h)
+	}
+	return h
 }

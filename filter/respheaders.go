@@ -1,0 +1,124 @@
+package filter
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// ResponseHeadersConfig says what to take out of and put into every
+// response: headers that tell an attacker what runs behind the gateway,
+// and the security headers the gateway adds.
+type ResponseHeadersConfig struct {
+	// Remove lists the headers to drop from backend responses, in any
+	// case (DefaultHidden when nil; empty: none).
+	Remove []string
+	// HSTS is Strict-Transport-Security's max-age on HTTPS responses; 0
+	// leaves the header alone.
+	HSTS time.Duration
+	// HSTSSubdomains adds includeSubDomains.
+	HSTSSubdomains bool
+	// Set are headers set on every response, replacing the backend's
+	// (security headers: X-Content-Type-Options, Referrer-Policy,
+	// X-Frame-Options, Content-Security-Policy).
+	Set map[string]string
+}
+
+// DefaultHidden are the headers removed by default: the server software
+// and framework, and their versions.
+var DefaultHidden = []string{"Server", "X-Powered-By", "X-AspNet-Version", "X-AspNetMvc-Version", "X-Runtime", "X-Generator", "X-Drupal-Cache", "Via"}
+
+// SecurityHeaders are the values of the security_headers option.
+func SecurityHeaders() map[string]string {
+	return map[string]string{
+		"X-Content-Type-Options": "nosniff",
+		"Referrer-Policy":        "strict-origin-when-cross-origin",
+		"X-Frame-Options":        "SAMEORIGIN",
+	}
+}
+
+// ResponseHeaders returns next with its responses' headers filtered. The
+// work happens once per response, when the head goes out; the wrapper is
+// the only allocation.
+func ResponseHeaders(next http.Handler, cfg ResponseHeadersConfig) http.Handler {
+	f := &respFilter{next: next}
+	remove := cfg.Remove
+	if remove == nil {
+		remove = DefaultHidden
+	}
+	for _, h := range remove {
+		f.remove = append(f.remove, http.CanonicalHeaderKey(h))
+	}
+	if cfg.HSTS > 0 {
+		v := "max-age=" + strconv.FormatInt(int64(cfg.HSTS/time.Second), 10)
+		if cfg.HSTSSubdomains {
+			v += "; includeSubDomains"
+		}
+		f.hsts = []string{v}
+	}
+	for k, v := range cfg.Set {
+		f.set = append(f.set, headerValue{http.CanonicalHeaderKey(k), []string{v}})
+	}
+	return f
+}
+
+type headerValue struct {
+	name  string
+	value []string // shared, never modified
+}
+
+type respFilter struct {
+	next   http.Handler
+	remove []string
+	hsts   []string // nil: off
+	set    []headerValue
+}
+
+func (f *respFilter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rw := &respWriter{ResponseWriter: w, f: f, tls: r.TLS != nil, id: r.Header[RequestIDHeader]}
+	f.next.ServeHTTP(rw, r)
+}
+
+// respWriter applies the filter to the response head.
+type respWriter struct {
+	http.ResponseWriter
+	f    *respFilter
+	tls  bool
+	id   []string // the request's X-Request-Id, echoed (it wins over a backend's)
+	done bool
+}
+
+func (w *respWriter) apply() {
+	if w.done {
+		return
+	}
+	w.done = true
+	h := w.ResponseWriter.Header()
+	for _, name := range w.f.remove {
+		delete(h, name)
+	}
+	if w.f.hsts != nil && w.tls {
+		h["Strict-Transport-Security"] = w.f.hsts
+	}
+	for _, hv := range w.f.set {
+		h[hv.name] = hv.value
+	}
+	if w.id != nil {
+		h[RequestIDHeader] = w.id
+	}
+}
+
+func (w *respWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.apply()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *respWriter) Write(p []byte) (int, error) {
+	w.apply()
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack.
+func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,49 @@
+package tlsedge
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/tlsedge/tlsedge/config"
+)
+
+// The default filters, end to end: the backend's Server and X-Powered-By
+// do not reach the client, HSTS does, and the request id the backend saw
+// is in the response and the access log.
+func TestDefaultFilters(t *testing.T) {
+	var seenID string
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seenID = r.Header.Get("X-Request-Id")
+		w.Header().Set("Server", "Apache/2.4.41 (Ubuntu)")
+		w.Header().Set("X-Powered-By", "PHP/7.4.3")
+		w.Write([]byte("ok"))
+	}))
+	t.Cleanup(be.Close)
+	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"shop.example.com"}, Backends: []config.Backend{{Addr: be.Listener.Addr().String()}}}}})
+	resp, body := get(t, g.client(true), "https://shop.example.com/", "")
+	if body != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	if v := resp.Header.Get("Server") + resp.Header.Get("X-Powered-By"); v != "" {
+		t.Errorf("backend software leaked: %q", v)
+	}
+	if v := resp.Header.Get("Strict-Transport-Security"); v != "max-age=31536000" {
+		t.Errorf("HSTS %q", v)
+	}
+	id := resp.Header.Get("X-Request-Id")
+	if id == "" || id != seenID {
+		t.Errorf("response id %q, backend saw %q", id, seenID)
+	}
+	eventually(t, "the id in the access log", func() bool { return strings.Contains(g.access.String(), " id="+id) })
+
+	// Off, everything passes as the backend sent it.
+	app := config.App{Hosts: []string{"shop.example.com"}, Backends: []config.Backend{{Addr: be.Listener.Addr().String()}},
+		HideHeaders: []string{}, HSTS: config.Off, RequestID: config.Off}
+	g2 := startGateway(t, &config.Config{Apps: []config.App{app}})
+	resp, _ = get(t, g2.client(true), "https://shop.example.com/", "")
+	if resp.Header.Get("Server") == "" || resp.Header.Get("Strict-Transport-Security") != "" || resp.Header.Get("X-Request-Id") != "" {
+		t.Errorf("filters off: %v", resp.Header)
+	}
+}
