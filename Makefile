@@ -33,7 +33,8 @@ FUZZ_TARGETS := \
 	./upstream:FuzzChunkedBody \
 	./upstream:FuzzReadProxyHeader \
 	./httpsyntax:FuzzParseChunkSize \
-	./filter:FuzzSaneID
+	./filter:FuzzSaneID \
+	./filter:FuzzRewriteLocation
 
 .PHONY: build demo test test-deps vet unit fuzz bench lint clean
 

@@ -3,6 +3,7 @@ package filter
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,6 +19,10 @@ type ResponseHeadersConfig struct {
 	HSTS time.Duration
 	// HSTSSubdomains adds includeSubDomains.
 	HSTSSubdomains bool
+	// Backends are the backends' host:port addresses: URLs and cookie
+	// domains that name them are rewritten to the public host (see
+	// locations.go). Nil: no rewriting.
+	Backends []string
 	// Set are headers set on every response, replacing the backend's
 	// (security headers: X-Content-Type-Options, Referrer-Policy,
 	// X-Frame-Options, Content-Security-Policy).
@@ -56,6 +61,17 @@ func ResponseHeaders(next http.Handler, cfg ResponseHeadersConfig) http.Handler 
 		}
 		f.hsts = []string{v}
 	}
+	for _, b := range cfg.Backends {
+		f.backends = append(f.backends, b)
+		host := b
+		if i := strings.LastIndexByte(b, ':'); i > 0 && !strings.HasSuffix(b, "]") {
+			host = b[:i]
+		}
+		f.backendHosts = append(f.backendHosts, strings.Trim(host, "[]"))
+		if strings.HasSuffix(b, ":80") || strings.HasSuffix(b, ":443") {
+			f.backends = append(f.backends, host) // the default port may be left out
+		}
+	}
 	for k, v := range cfg.Set {
 		f.set = append(f.set, headerValue{http.CanonicalHeaderKey(k), []string{v}})
 	}
@@ -72,10 +88,14 @@ type respFilter struct {
 	remove []string
 	hsts   []string // nil: off
 	set    []headerValue
+	// backends and backendHosts: what a backend's own URLs and cookie
+	// domains look like (host:port, and host alone where the port is
+	// the scheme's default).
+	backends, backendHosts []string
 }
 
 func (f *respFilter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rw := &respWriter{ResponseWriter: w, f: f, tls: r.TLS != nil, id: r.Header[RequestIDHeader]}
+	rw := &respWriter{ResponseWriter: w, f: f, r: r, id: r.Header[RequestIDHeader]}
 	f.next.ServeHTTP(rw, r)
 }
 
@@ -83,7 +103,7 @@ func (f *respFilter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type respWriter struct {
 	http.ResponseWriter
 	f    *respFilter
-	tls  bool
+	r    *http.Request
 	id   []string // the request's X-Request-Id, echoed (it wins over a backend's)
 	done bool
 }
@@ -97,7 +117,10 @@ func (w *respWriter) apply() {
 	for _, name := range w.f.remove {
 		delete(h, name)
 	}
-	if w.f.hsts != nil && w.tls {
+	if len(w.f.backends) > 0 {
+		w.f.rewriteURLs(h, w.r)
+	}
+	if w.f.hsts != nil && w.r.TLS != nil {
 		h["Strict-Transport-Security"] = w.f.hsts
 	}
 	for _, hv := range w.f.set {

@@ -18,6 +18,10 @@ func TestDefaultFilters(t *testing.T) {
 		seenID = r.Header.Get("X-Request-Id")
 		w.Header().Set("Server", "Apache/2.4.41 (Ubuntu)")
 		w.Header().Set("X-Powered-By", "PHP/7.4.3")
+		if r.URL.Path == "/login" {
+			http.Redirect(w, r, "http://"+r.Host+"/account", http.StatusFound) // a backend that uses its own Host
+			return
+		}
 		w.Write([]byte("ok"))
 	}))
 	t.Cleanup(be.Close)
@@ -37,6 +41,13 @@ func TestDefaultFilters(t *testing.T) {
 		t.Errorf("response id %q, backend saw %q", id, seenID)
 	}
 	eventually(t, "the id in the access log", func() bool { return strings.Contains(g.access.String(), " id="+id) })
+
+	// A redirect the backend built from its own (plain-HTTP) view of the
+	// host points at the public HTTPS URL.
+	resp, _ = get(t, g.client(true), "https://shop.example.com/login", "")
+	if loc := resp.Header.Get("Location"); loc != "https://shop.example.com/account" {
+		t.Errorf("Location %q, want the public URL", loc)
+	}
 
 	// Off, everything passes as the backend sent it.
 	app := config.App{Hosts: []string{"shop.example.com"}, Backends: []config.Backend{{Addr: be.Listener.Addr().String()}},

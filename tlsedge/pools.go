@@ -167,6 +167,11 @@ func backendTLSConfig(app *config.App, log *logrus.Entry) (*tls.Config, error) {
 // the response header filter (hidden headers, HSTS, security headers).
 func filterChain(app *config.App, next http.Handler) http.Handler {
 	rc := filter.ResponseHeadersConfig{HSTSSubdomains: app.HSTSSubdomains, Remove: app.HideHeaders}
+	for _, b := range app.Backends {
+		if !b.SRV {
+			rc.Backends = append(rc.Backends, b.Addr)
+		}
+	}
 	if app.HSTS != config.Off {
 		d, _ := config.ParseDuration(app.HSTS) // validated
 		rc.HSTS = d.D()

@@ -1,0 +1,104 @@
+package filter
+
+import (
+	"net/http"
+	"strings"
+)
+
+// Backends that build absolute URLs from their own address (a redirect to
+// http://10.0.0.5:8080/login, a cookie for Domain=10.0.0.5) would send the
+// client to an address it cannot reach, and tell it the backend's
+// address. The response filter rewrites Location, Content-Location and
+// Refresh URLs that name a backend to the public scheme and host of the
+// request, and drops a Set-Cookie Domain that names a backend (the cookie
+// becomes host-only, for the public host).
+
+// rewriteLocation returns v with a leading scheme://backend prefix replaced
+// by the request's public origin, or v unchanged. backends may include
+// the public host itself: a backend that does not know the client came
+// over TLS links to http://public-host.
+func rewriteLocation(v, origin string, backends []string) string {
+	rest, ok := strings.CutPrefix(v, "http://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(v, "https://"); !ok {
+			return v
+		}
+	}
+	host, path := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		host, path = rest[:i], rest[i:]
+	}
+	for _, b := range backends {
+		if strings.EqualFold(host, b) {
+			return origin + path
+		}
+	}
+	return v
+}
+
+// rewriteRefresh handles "5; url=http://backend/x".
+func rewriteRefresh(v, origin string, backends []string) string {
+	i := strings.Index(strings.ToLower(v), "url=")
+	if i < 0 {
+		return v
+	}
+	return v[:i+4] + rewriteLocation(v[i+4:], origin, backends)
+}
+
+// rewriteCookieDomain drops a Domain attribute that names a backend host.
+func rewriteCookieDomain(v string, hosts []string) string {
+	parts := strings.Split(v, ";")
+	kept := parts[:1]
+	changed := false
+	for _, p := range parts[1:] {
+		name, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(name, "domain") {
+			d := strings.TrimPrefix(strings.TrimSpace(val), ".")
+			match := false
+			for _, h := range hosts {
+				match = match || strings.EqualFold(d, h)
+			}
+			if match {
+				changed = true
+				continue
+			}
+		}
+		kept = append(kept, p)
+	}
+	if !changed {
+		return v
+	}
+	return strings.Join(kept, ";")
+}
+
+// rewriteURLs applies the rewrites to the response head h of request r.
+func (f *respFilter) rewriteURLs(h http.Header, r *http.Request) {
+	origin := ""
+	var names []string
+	for _, name := range []string{"Location", "Content-Location", "Refresh"} {
+		vs := h[name]
+		if len(vs) == 0 {
+			continue
+		}
+		if origin == "" {
+			origin = "https://" + r.Host
+			names = f.backends
+			if r.TLS == nil {
+				origin = "http://" + r.Host
+			} else {
+				// http://public-host from a backend unaware of TLS, too.
+				names = append(append(make([]string, 0, len(f.backends)+1), f.backends...), r.Host)
+			}
+		}
+		for i, v := range vs {
+			if name == "Refresh" {
+				vs[i] = rewriteRefresh(v, origin, names)
+			} else {
+				vs[i] = rewriteLocation(v, origin, names)
+			}
+		}
+	}
+	for i, v := range h["Set-Cookie"] {
+		h["Set-Cookie"][i] = rewriteCookieDomain(v, f.backendHosts)
+	}
+}
