@@ -151,6 +151,13 @@ func appOptions() []option {
 			return nil
 		}},
 		{"csp", "csp=POLICY", "Content-Security-Policy set on every response", stringOption(func(a *App) *string { return &a.CSP })},
+		{"methods", "methods=GET,POST,...", "the methods the app accepts; others get 405 (default GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS: no TRACE, no CONNECT)", func(a *App, v string, has bool) error {
+			if !has || v == "" {
+				return errors.New("needs methods, like methods=GET,POST")
+			}
+			a.Methods = strings.Split(strings.ToUpper(v), ",")
+			return nil
+		}},
 		{"request_id", "request_id=on|off", "add X-Request-Id to requests that lack one, echo it in the response and the access log (default on)", stringOption(func(a *App) *string { return &a.RequestID })},
 		{"retry_budget", "retry_budget=PERCENT", "retries may add at most this share of requests over 10 s, plus 10 (default 20%)", stringOption(func(a *App) *string { return &a.RetryBudget })},
 		{"tls", "tls=auto|internal|files", "certificates from ACME, the local CA or --cert/--cert-dir files (default: files that cover the host, else auto with --acme-email, else internal)", func(a *App, v string, has bool) error {

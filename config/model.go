@@ -156,6 +156,9 @@ type App struct {
 	// X-Frame-Options; CSP sets Content-Security-Policy.
 	SecurityHeaders bool   `yaml:"security_headers,omitempty"`
 	CSP             string `yaml:"csp,omitempty"`
+	// Methods is the method allowlist (default GET, HEAD, POST, PUT,
+	// DELETE, PATCH, OPTIONS; others get 405).
+	Methods []string `yaml:"methods,omitempty"`
 	// RequestID adds X-Request-Id ("on", default) or not ("off").
 	RequestID string `yaml:"request_id,omitempty"`
 	// RetryBudget caps retries as a share of requests, like "20%".

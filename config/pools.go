@@ -252,6 +252,11 @@ func (a *App) validatePools(add func(field, value string, err error)) {
 			add("hsts", a.HSTS, errors.New("want a max-age like 8760h, or off"))
 		}
 	}
+	for i, m := range a.Methods {
+		if validCookieName(m) != nil { // a cookie name is a token too
+			add("methods["+strconv.Itoa(i)+"]", m, errors.New("a method is a token, like GET"))
+		}
+	}
 	if a.RequestID != "on" && a.RequestID != Off {
 		add("request_id", a.RequestID, errors.New("want on or off"))
 	}

@@ -58,3 +58,18 @@ func TestDefaultFilters(t *testing.T) {
 		t.Errorf("filters off: %v", resp.Header)
 	}
 }
+
+// TRACE never reaches a backend.
+func TestTraceRefused(t *testing.T) {
+	be := startBackend(t, "b1")
+	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"shop.example.com"}, Backends: []config.Backend{{Addr: be.addr()}}}}})
+	req, _ := http.NewRequest("TRACE", "https://shop.example.com/", nil)
+	resp, err := g.client(true).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") == "" || be.count() != 0 {
+		t.Errorf("TRACE: %d, Allow %q, backend hits %d", resp.StatusCode, resp.Header.Get("Allow"), be.count())
+	}
+}

@@ -163,8 +163,9 @@ func backendTLSConfig(app *config.App, log *logrus.Entry) (*tls.Config, error) {
 }
 
 // filterChain puts an app's filters in front of next, outermost first:
-// the request id (so every later step and the access log see it), then
-// the response header filter (hidden headers, HSTS, security headers).
+// the request id (so every later step and the access log see it), the
+// response header filter (hidden headers, HSTS, security headers, backend
+// URLs), then the method allowlist (its 405 gets the same headers).
 func filterChain(app *config.App, next http.Handler) http.Handler {
 	rc := filter.ResponseHeadersConfig{HSTSSubdomains: app.HSTSSubdomains, Remove: app.HideHeaders}
 	for _, b := range app.Backends {
@@ -185,7 +186,7 @@ func filterChain(app *config.App, next http.Handler) http.Handler {
 			rc.Set["Content-Security-Policy"] = app.CSP
 		}
 	}
-	h := filter.ResponseHeaders(next, rc)
+	h := filter.ResponseHeaders(filter.Methods(next, app.Methods), rc)
 	if app.RequestID != config.Off {
 		h = filter.RequestID(h)
 	}
