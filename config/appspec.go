@@ -151,6 +151,7 @@ func appOptions() []option {
 			return nil
 		}},
 		{"csp", "csp=POLICY", "Content-Security-Policy set on every response", stringOption(func(a *App) *string { return &a.CSP })},
+		{"max_body", "max_body=SIZE", "largest request body, like 10M: a larger Content-Length gets 413 before anything is forwarded, a longer chunked body is cut (default: no limit)", stringOption(func(a *App) *string { return &a.MaxBody })},
 		{"methods", "methods=GET,POST,...", "the methods the app accepts; others get 405 (default GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS: no TRACE, no CONNECT)", func(a *App, v string, has bool) error {
 			if !has || v == "" {
 				return errors.New("needs methods, like methods=GET,POST")

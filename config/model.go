@@ -156,6 +156,8 @@ type App struct {
 	// X-Frame-Options; CSP sets Content-Security-Policy.
 	SecurityHeaders bool   `yaml:"security_headers,omitempty"`
 	CSP             string `yaml:"csp,omitempty"`
+	// MaxBody limits request bodies, like 10M (default: no limit).
+	MaxBody string `yaml:"max_body,omitempty"`
 	// Methods is the method allowlist (default GET, HEAD, POST, PUT,
 	// DELETE, PATCH, OPTIONS; others get 405).
 	Methods []string `yaml:"methods,omitempty"`

@@ -252,6 +252,11 @@ func (a *App) validatePools(add func(field, value string, err error)) {
 			add("hsts", a.HSTS, errors.New("want a max-age like 8760h, or off"))
 		}
 	}
+	if a.MaxBody != "" {
+		if _, err := ParseSize(a.MaxBody); err != nil {
+			add("max_body", a.MaxBody, err)
+		}
+	}
 	for i, m := range a.Methods {
 		if validCookieName(m) != nil { // a cookie name is a token too
 			add("methods["+strconv.Itoa(i)+"]", m, errors.New("a method is a token, like GET"))
@@ -265,4 +270,26 @@ func (a *App) validatePools(add func(field, value string, err error)) {
 			add("retry_budget", a.RetryBudget, err)
 		}
 	}
+}
+
+// ParseSize reads a byte count: digits with an optional K, M or G
+// (binary: 1K = 1024).
+func ParseSize(s string) (int64, error) {
+	mult := int64(1)
+	num := s
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'k', 'K':
+			mult, num = 1<<10, s[:n-1]
+		case 'm', 'M':
+			mult, num = 1<<20, s[:n-1]
+		case 'g', 'G':
+			mult, num = 1<<30, s[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 1 || v > (1<<62)/mult {
+		return 0, fmt.Errorf("want a size like 512K, 10M or 1G, got %q", s)
+	}
+	return v * mult, nil
 }

@@ -73,3 +73,26 @@ func TestTraceRefused(t *testing.T) {
 		t.Errorf("TRACE: %d, Allow %q, backend hits %d", resp.StatusCode, resp.Header.Get("Allow"), be.count())
 	}
 }
+
+// max_body: a declared body over the limit is refused before anything
+// reaches the backend.
+func TestMaxBodyFromConfig(t *testing.T) {
+	be := startBackend(t, "b1")
+	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"shop.example.com"}, Backends: []config.Backend{{Addr: be.addr()}}, MaxBody: "1M"}}})
+	resp, err := g.client(true).Post("https://shop.example.com/upload", "application/octet-stream", strings.NewReader(strings.Repeat("x", 2<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || be.count() != 0 {
+		t.Errorf("2 MiB over a 1M limit: %d, backend hits %d", resp.StatusCode, be.count())
+	}
+	resp, err = g.client(true).Post("https://shop.example.com/upload", "application/octet-stream", strings.NewReader(strings.Repeat("x", 1<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || be.count() != 1 {
+		t.Errorf("1 MiB: %d, backend hits %d", resp.StatusCode, be.count())
+	}
+}

@@ -165,7 +165,8 @@ func backendTLSConfig(app *config.App, log *logrus.Entry) (*tls.Config, error) {
 // filterChain puts an app's filters in front of next, outermost first:
 // the request id (so every later step and the access log see it), the
 // response header filter (hidden headers, HSTS, security headers, backend
-// URLs), then the method allowlist (its 405 gets the same headers).
+// URLs), then the method allowlist and the body limit (their 405 and 413
+// get the same headers).
 func filterChain(app *config.App, next http.Handler) http.Handler {
 	rc := filter.ResponseHeadersConfig{HSTSSubdomains: app.HSTSSubdomains, Remove: app.HideHeaders}
 	for _, b := range app.Backends {
@@ -186,7 +187,11 @@ func filterChain(app *config.App, next http.Handler) http.Handler {
 			rc.Set["Content-Security-Policy"] = app.CSP
 		}
 	}
-	h := filter.ResponseHeaders(filter.Methods(next, app.Methods), rc)
+	var maxBody int64
+	if app.MaxBody != "" {
+		maxBody, _ = config.ParseSize(app.MaxBody) // validated
+	}
+	h := filter.ResponseHeaders(filter.Methods(filter.MaxBody(next, maxBody), app.Methods), rc)
 	if app.RequestID != config.Off {
 		h = filter.RequestID(h)
 	}
