@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tlsedge/tlsedge/config"
 )
@@ -79,7 +80,13 @@ func TestTraceRefused(t *testing.T) {
 func TestMaxBodyFromConfig(t *testing.T) {
 	be := startBackend(t, "b1")
 	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"shop.example.com"}, Backends: []config.Backend{{Addr: be.addr()}}, MaxBody: "1M"}}})
-	resp, err := g.client(true).Post("https://shop.example.com/upload", "application/octet-stream", strings.NewReader(strings.Repeat("x", 2<<20)))
+	// With Expect: 100-continue, as clients send large uploads, the 413
+	// comes before the body is sent at all.
+	c := g.client(true)
+	c.Transport.(*http.Transport).ExpectContinueTimeout = 10 * time.Second
+	req, _ := http.NewRequest("POST", "https://shop.example.com/upload", strings.NewReader(strings.Repeat("x", 2<<20)))
+	req.Header.Set("Expect", "100-continue")
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -32,6 +33,7 @@ const (
 
 // h1Conn is one client connection speaking HTTP/1.x.
 type h1Conn struct {
+	linger   bool // the last answer left request body unread: close lingering
 	srv      *Server
 	nc       net.Conn // the *tls.Conn
 	br       *bufio.Reader
@@ -77,6 +79,7 @@ func (c *h1Conn) recycle() {
 	c.tlsState, c.tlsInfo = tls.ConnectionState{}, nil
 	c.body, c.head, c.src = h1Body{}, requestHead{}, idleSource{}
 	c.srv, c.nc, c.w.conn = nil, nil, nil
+	c.linger = false
 	c.active.Store(false)
 	connPool.Put(c)
 }
@@ -133,6 +136,9 @@ func (s *Server) serveH1(tc *tls.Conn) {
 		s.trackConn(c, false)
 		if hijacked {
 			return // the handler owns the connection and its buffers now
+		}
+		if c.linger {
+			lingerClose(tc)
 		}
 		tc.Close()
 		c.release()
@@ -212,8 +218,31 @@ func (c *h1Conn) serveOne() (keep, hijacked bool) {
 	if keep && !c.body.drain(maxDrain) {
 		keep = false
 	}
+	// Answered without reading the whole body (413, 401 before an upload):
+	// closing now would reset the connection while the client still
+	// sends, and it would see the reset instead of our answer.
+	c.linger = !keep && !c.body.done && c.body.continue_ == nil
 	return keep, false
 }
+
+// lingerClose ends the sending side (close_notify) and reads what the
+// client still sends, for up to lingerTime or lingerBytes, before the
+// caller closes: net/http's defence against losing a response to a TCP
+// reset.
+func lingerClose(tc *tls.Conn) {
+	if tc.CloseWrite() != nil {
+		return
+	}
+	tc.SetReadDeadline(time.Now().Add(lingerTime)) //nolint:errcheck // a dead conn ends the copy
+	io.CopyN(io.Discard, tc, lingerBytes)          //nolint:errcheck // best effort
+}
+
+// Lingering close bounds: enough for the client to read the answer that
+// went out before its upload stops.
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 1 << 20
+)
 
 // serveHandler runs the handler chain; a panic is logged with its stack and
 // ends the connection, as net/http does.
