@@ -34,7 +34,8 @@ FUZZ_TARGETS := \
 	./upstream:FuzzReadProxyHeader \
 	./httpsyntax:FuzzParseChunkSize \
 	./filter:FuzzSaneID \
-	./filter:FuzzRewriteLocation
+	./filter:FuzzRewriteLocation \
+	./filter:FuzzParsePrefix
 
 .PHONY: build demo test test-deps vet unit fuzz bench lint clean
 

@@ -151,6 +151,20 @@ func appOptions() []option {
 			return nil
 		}},
 		{"csp", "csp=POLICY", "Content-Security-Policy set on every response", stringOption(func(a *App) *string { return &a.CSP })},
+		{"allow", "allow=CIDR[,CIDR...]", "serve only clients in these networks (or addresses); others get 403", func(a *App, v string, has bool) error {
+			if !has || v == "" {
+				return errors.New("needs networks, like allow=10.0.0.0/8,192.0.2.7")
+			}
+			a.Allow = strings.Split(v, ",")
+			return nil
+		}},
+		{"deny", "deny=CIDR[,CIDR...]", "refuse clients in these networks (or addresses) with 403, checked before allow", func(a *App, v string, has bool) error {
+			if !has || v == "" {
+				return errors.New("needs networks, like deny=203.0.113.0/24")
+			}
+			a.Deny = strings.Split(v, ",")
+			return nil
+		}},
 		{"max_body", "max_body=SIZE", "largest request body, like 10M: a larger Content-Length gets 413 before anything is forwarded, a longer chunked body is cut (default: no limit)", stringOption(func(a *App) *string { return &a.MaxBody })},
 		{"methods", "methods=GET,POST,...", "the methods the app accepts; others get 405 (default GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS: no TRACE, no CONNECT)", func(a *App, v string, has bool) error {
 			if !has || v == "" {

@@ -156,6 +156,10 @@ type App struct {
 	// X-Frame-Options; CSP sets Content-Security-Policy.
 	SecurityHeaders bool   `yaml:"security_headers,omitempty"`
 	CSP             string `yaml:"csp,omitempty"`
+	// Allow and Deny are client networks (CIDR or addresses): with Allow,
+	// only those clients are served; Deny refuses (403).
+	Allow []string `yaml:"allow,omitempty"`
+	Deny  []string `yaml:"deny,omitempty"`
 	// MaxBody limits request bodies, like 10M (default: no limit).
 	MaxBody string `yaml:"max_body,omitempty"`
 	// Methods is the method allowlist (default GET, HEAD, POST, PUT,

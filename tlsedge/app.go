@@ -52,7 +52,9 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 			return nil, err
 		}
 	}
-	h.chain = filterChain(app, http.HandlerFunc(h.serve))
+	if h.chain, err = filterChain(app, http.HandlerFunc(h.serve)); err != nil {
+		return nil, err
+	}
 	if app.Sticky != nil {
 		codec, err := session.New(session.Config{
 			Name:   app.Sticky.CookieName(),

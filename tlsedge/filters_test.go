@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/tlsedge/tlsedge/config"
 )
 
@@ -101,5 +103,31 @@ func TestMaxBodyFromConfig(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || be.count() != 1 {
 		t.Errorf("1 MiB: %d, backend hits %d", resp.StatusCode, be.count())
+	}
+}
+
+// allow/deny on the real client address; a bad network is a configuration
+// error naming the app.
+func TestIPListsFromConfig(t *testing.T) {
+	be := startBackend(t, "b1")
+	app := func(allow, deny []string) *config.Config {
+		return &config.Config{Apps: []config.App{{Hosts: []string{"shop.example.com"}, Backends: []config.Backend{{Addr: be.addr()}}, Allow: allow, Deny: deny}}}
+	}
+	g := startGateway(t, app([]string{"127.0.0.0/8"}, nil))
+	if resp, _ := get(t, g.client(true), "https://shop.example.com/", ""); resp.StatusCode != 200 {
+		t.Errorf("allowed loopback client: %d", resp.StatusCode)
+	}
+	g2 := startGateway(t, app(nil, []string{"127.0.0.1"}))
+	if resp, _ := get(t, g2.client(true), "https://shop.example.com/", ""); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("denied client: %d", resp.StatusCode)
+	}
+	if be.count() != 1 {
+		t.Errorf("backend hits %d, want 1 (the denied request never reached it)", be.count())
+	}
+	bad := app([]string{"10.0.0.0/33"}, nil)
+	bad.Listen, bad.HTTPListen, bad.StateDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	bad.Normalize(bad.StateDir)
+	if _, err := New(bad, Options{Log: logrus.New()}); err == nil || !strings.Contains(err.Error(), "10.0.0.0/33") {
+		t.Errorf("bad allow list: %v", err)
 	}
 }

@@ -163,11 +163,11 @@ func backendTLSConfig(app *config.App, log *logrus.Entry) (*tls.Config, error) {
 }
 
 // filterChain puts an app's filters in front of next, outermost first:
-// the request id (so every later step and the access log see it), the
+// the client address lists, the request id (so every later step and the access log see it), the
 // response header filter (hidden headers, HSTS, security headers, backend
 // URLs), then the method allowlist and the body limit (their 405 and 413
 // get the same headers).
-func filterChain(app *config.App, next http.Handler) http.Handler {
+func filterChain(app *config.App, next http.Handler) (http.Handler, error) {
 	rc := filter.ResponseHeadersConfig{HSTSSubdomains: app.HSTSSubdomains, Remove: app.HideHeaders}
 	for _, b := range app.Backends {
 		if !b.SRV {
@@ -195,5 +195,7 @@ func filterChain(app *config.App, next http.Handler) http.Handler {
 	if app.RequestID != config.Off {
 		h = filter.RequestID(h)
 	}
-	return h
+	// The client address lists come first: a refused client costs nothing
+	// more.
+	return filter.IPACL(h, filter.IPACLConfig{Allow: app.Allow, Deny: app.Deny})
 }
