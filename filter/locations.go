@@ -38,11 +38,22 @@ func rewriteLocation(v, origin string, backends []string) string {
 
 // rewriteRefresh handles "5; url=http://backend/x".
 func rewriteRefresh(v, origin string, backends []string) string {
-	i := strings.Index(strings.ToLower(v), "url=")
+	i := indexURLEquals(v)
 	if i < 0 {
 		return v
 	}
 	return v[:i+4] + rewriteLocation(v[i+4:], origin, backends)
+}
+
+// indexURLEquals finds "url=" in any ASCII case. strings.ToLower would
+// change the length of invalid UTF-8, and the index with it.
+func indexURLEquals(v string) int {
+	for i := 0; i+4 <= len(v); i++ {
+		if (v[i]|0x20) == 'u' && (v[i+1]|0x20) == 'r' && (v[i+2]|0x20) == 'l' && v[i+3] == '=' {
+			return i
+		}
+	}
+	return -1
 }
 
 // rewriteCookieDomain drops a Domain attribute that names a backend host.
