@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -15,21 +16,22 @@ var ErrSyntax = errors.New("syntax error")
 // per unit of weight, and 256 is HAProxy's limit too.
 const MaxWeight = 256
 
-// option is one ";name[=value]" of an --app spec. Its name is also the
-// field's name in the config file, so the two spellings stay one model.
-// Adding an option is adding one entry to appOptions.
-type option struct {
+// option is one ";name[=value]" of an --app (T = App) or --tcp (T =
+// TCPService) spec. Its name is also the field's name in the config file,
+// so the two spellings stay one model. Adding an option is adding one
+// entry to appOptions or tcpOptions.
+type option[T any] struct {
 	name   string
 	syntax string
 	help   string
 	// set applies the option; has reports whether "=value" was given.
-	set func(a *App, value string, has bool) error
+	set func(t *T, value string, has bool) error
 }
 
 // appOptions lists the --app options in the order --help shows them.
 // It is a function, not a package variable, so nothing can mutate it.
-func appOptions() []option {
-	return []option{
+func appOptions() []option[App] {
+	return []option[App]{
 		{"name", "name=NAME", "the app's name in logs and errors (default HOST[/PATH])", func(a *App, v string, has bool) error {
 			if !has || v == "" {
 				return errors.New("needs a value: name=NAME")
@@ -235,12 +237,52 @@ type AppOption struct {
 }
 
 // AppOptions lists the --app options, in the order --help shows them.
-func AppOptions() []AppOption {
+func AppOptions() []AppOption { return describeOptions(appOptions()) }
+
+func describeOptions[T any](opts []option[T]) []AppOption {
 	var out []AppOption
-	for _, o := range appOptions() {
+	for _, o := range opts {
 		out = append(out, AppOption{Name: o.name, Syntax: o.syntax, Help: o.help})
 	}
 	return out
+}
+
+// applyOptions applies the ";name[=value]" parts of a spec to t; where
+// names the spec in errors, kind the flag in "unknown --tcp option".
+func applyOptions[T any](t *T, where, kind string, parts []string, opts []option[T]) error {
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		name, value, has := strings.Cut(p, "=")
+		i := slices.IndexFunc(opts, func(o option[T]) bool { return o.name == name })
+		if i < 0 {
+			var names []string
+			for _, o := range opts {
+				names = append(names, o.name)
+			}
+			return &FieldError{App: where, Field: "option", Value: name,
+				Err: fmt.Errorf("%w: unknown %soption (known: %s)", ErrSyntax, kind, strings.Join(names, ", "))}
+		}
+		if err := opts[i].set(t, value, has); err != nil {
+			return &FieldError{App: where, Field: name, Value: value, Err: err}
+		}
+	}
+	return nil
+}
+
+// parseBackends reads the comma-separated BACKEND[*WEIGHT] list of a spec.
+func parseBackends(where, list string) ([]Backend, error) {
+	var out []Backend
+	for i, b := range strings.Split(list, ",") {
+		be, err := ParseBackend(strings.TrimSpace(b))
+		if err != nil {
+			return out, &FieldError{App: where, Field: "backends[" + strconv.Itoa(i) + "]", Value: b, Err: err}
+		}
+		out = append(out, be)
+	}
+	return out, nil
 }
 
 // ParseApp reads one --app value:
@@ -264,54 +306,21 @@ func ParseApp(spec string) (App, error) {
 	app.Path = path
 
 	parts := strings.Split(rest, ";")
-	backends := strings.Split(parts[0], ",")
-	if strings.TrimSpace(parts[0]) == "" {
-		backends = nil // the backends come from options (srv=, backup=)
-	}
-	for i, b := range backends {
-		be, err := ParseBackend(strings.TrimSpace(b))
+	if strings.TrimSpace(parts[0]) != "" { // else the backends come from options (srv=, backup=)
+		bs, err := parseBackends(route, parts[0])
 		if err != nil {
-			return app, &FieldError{App: route, Field: "backends[" + strconv.Itoa(i) + "]", Value: b, Err: err}
+			return app, err
 		}
-		app.Backends = append(app.Backends, be)
+		app.Backends = bs
 	}
-	for _, p := range parts[1:] {
-		p = strings.TrimSpace(p)
-		if p == "" {
-			continue
-		}
-		name, value, has := strings.Cut(p, "=")
-		opt, found := findOption(name)
-		if !found {
-			return app, &FieldError{App: route, Field: "option", Value: name,
-				Err: fmt.Errorf("%w: unknown option (known: %s)", ErrSyntax, optionNames())}
-		}
-		if err := opt.set(&app, value, has); err != nil {
-			return app, &FieldError{App: route, Field: name, Value: value, Err: err}
-		}
+	if err := applyOptions(&app, route, "", parts[1:], appOptions()); err != nil {
+		return app, err
 	}
 	if len(app.Backends) == 0 {
 		return app, &FieldError{App: route, Field: "backends", Value: "",
 			Err: fmt.Errorf("%w: an app needs at least one backend: HOST=BACKEND[,BACKEND...] or srv=NAME", ErrSyntax)}
 	}
 	return app, nil
-}
-
-func findOption(name string) (option, bool) {
-	for _, o := range appOptions() {
-		if o.name == name {
-			return o, true
-		}
-	}
-	return option{}, false
-}
-
-func optionNames() string {
-	var names []string
-	for _, o := range appOptions() {
-		names = append(names, o.name)
-	}
-	return strings.Join(names, ", ")
 }
 
 // ParseBackend reads "host:port" or "host:port*WEIGHT".

@@ -38,7 +38,7 @@ type TCPService struct {
 }
 
 // tcpOptions are the --tcp options; the names are the file's fields.
-func tcpOptions() []tcpOption {
+func tcpOptions() []option[TCPService] {
 	str := func(f func(*TCPService) *string) func(*TCPService, string, bool) error {
 		return func(s *TCPService, v string, has bool) error {
 			if !has || v == "" {
@@ -73,7 +73,7 @@ func tcpOptions() []tcpOption {
 		}
 		return s.BackendTLS
 	}
-	return []tcpOption{
+	return []option[TCPService]{
 		{"name", "name=NAME", "the service's name in logs (default LISTEN)", str(func(s *TCPService) *string { return &s.Name })},
 		{"hosts", "hosts=NAME[,NAME...]", "SNI names this service answers on a shared TLS listener (default: all)", func(s *TCPService, v string, has bool) error {
 			if !has || v == "" {
@@ -109,19 +109,8 @@ func tcpOptions() []tcpOption {
 	}
 }
 
-type tcpOption struct {
-	name, syntax, help string
-	set                func(*TCPService, string, bool) error
-}
-
 // TCPOptions lists the --tcp options for help texts and documentation.
-func TCPOptions() []AppOption {
-	var out []AppOption
-	for _, o := range tcpOptions() {
-		out = append(out, AppOption{Name: o.name, Syntax: o.syntax, Help: o.help})
-	}
-	return out
-}
+func TCPOptions() []AppOption { return describeOptions(tcpOptions()) }
 
 // ParseTCP reads one --tcp value: LISTEN=BACKEND[,BACKEND...][;OPTION...].
 func ParseTCP(spec string) (TCPService, error) {
@@ -132,38 +121,12 @@ func ParseTCP(spec string) (TCPService, error) {
 	}
 	s.Listen = strings.TrimSpace(listen)
 	parts := strings.Split(rest, ";")
-	for i, b := range strings.Split(parts[0], ",") {
-		be, err := ParseBackend(strings.TrimSpace(b))
-		if err != nil {
-			return s, &FieldError{App: s.Listen, Field: "backends[" + strconv.Itoa(i) + "]", Value: b, Err: err}
-		}
-		s.Backends = append(s.Backends, be)
+	bs, err := parseBackends(s.Listen, parts[0])
+	if err != nil {
+		return s, err
 	}
-	for _, p := range parts[1:] {
-		p = strings.TrimSpace(p)
-		if p == "" {
-			continue
-		}
-		name, value, has := strings.Cut(p, "=")
-		var opt *tcpOption
-		for _, o := range tcpOptions() {
-			if o.name == name {
-				opt = &o
-				break
-			}
-		}
-		if opt == nil {
-			var names []string
-			for _, o := range tcpOptions() {
-				names = append(names, o.name)
-			}
-			return s, &FieldError{App: s.Listen, Field: "option", Value: name, Err: fmt.Errorf("%w: unknown --tcp option (known: %s)", ErrSyntax, strings.Join(names, ", "))}
-		}
-		if err := opt.set(&s, value, has); err != nil {
-			return s, &FieldError{App: s.Listen, Field: name, Value: value, Err: err}
-		}
-	}
-	return s, nil
+	s.Backends = bs
+	return s, applyOptions(&s, s.Listen, "--tcp ", parts[1:], tcpOptions())
 }
 
 // normalize fills in the service's defaults.

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -184,22 +183,6 @@ func listenOnePort(ips []string) ([]net.Listener, string) {
 // startTestBackend is newTestBackend on the listener l.
 func startTestBackend(t *testing.T, id string, l net.Listener) *testBackend {
 	tb := &testBackend{id: id}
-	tb.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tb.requests.Add(1)
-		w.Header().Set("X-Backend", id)
-		_, _ = io.Copy(io.Discard, r.Body)
-	}))
-	_ = tb.Listener.Close()
-	tb.Listener = l
-	tb.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		switch s {
-		case http.StateNew:
-			tb.conns.Add(1)
-		case http.StateClosed, http.StateHijacked:
-			tb.closed.Add(1)
-		}
-	}
-	tb.Start()
-	t.Cleanup(tb.Close)
+	tb.start(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) }, l)
 	return tb
 }

@@ -50,11 +50,22 @@ func newTestBackend(t *testing.T, id string, h http.HandlerFunc) *testBackend {
 			_, _ = w.Write(body)
 		}
 	}
+	tb.start(t, h, nil)
+	return tb
+}
+
+// start serves h (counting requests and connections) on l, or on a
+// fresh loopback port when l is nil, until the test ends.
+func (tb *testBackend) start(t *testing.T, h http.HandlerFunc, l net.Listener) {
 	tb.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tb.requests.Add(1)
-		w.Header().Set("X-Backend", id)
+		w.Header().Set("X-Backend", tb.id)
 		h(w, r)
 	}))
+	if l != nil {
+		_ = tb.Listener.Close()
+		tb.Listener = l
+	}
 	tb.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		switch s {
 		case http.StateNew:
@@ -65,7 +76,6 @@ func newTestBackend(t *testing.T, id string, h http.HandlerFunc) *testBackend {
 	}
 	tb.Start()
 	t.Cleanup(tb.Close)
-	return tb
 }
 
 func (tb *testBackend) addr() string { return tb.Listener.Addr().String() }
