@@ -107,6 +107,9 @@ func ParseRate(s string) (Rate, error) {
 	if err != nil || count < 1 {
 		return Rate{}, fmt.Errorf("want a count of 1 or more before the /, got %q", n)
 	}
+	if per == "s" || per == "m" || per == "h" {
+		per = "1" + per // 100/s reads as 100/1s
+	}
 	d, err := ParseDuration(per)
 	if err != nil || d <= 0 {
 		return Rate{}, fmt.Errorf("want a duration after the /, like 1h, got %q", per)

@@ -31,7 +31,7 @@ type option[T any] struct {
 // appOptions lists the --app options in the order --help shows them.
 // It is a function, not a package variable, so nothing can mutate it.
 func appOptions() []option[App] {
-	return []option[App]{
+	return append([]option[App]{
 		{"name", "name=NAME", "the app's name in logs and errors (default HOST[/PATH])", func(a *App, v string, has bool) error {
 			if !has || v == "" {
 				return errors.New("needs a value: name=NAME")
@@ -185,7 +185,7 @@ func appOptions() []option[App] {
 			}
 			return fmt.Errorf("%w: want tls=auto, tls=internal or tls=files", ErrSyntax)
 		}},
-	}
+	}, filterOptions()...)
 }
 
 // healthOf returns the app's health check settings, creating them.

@@ -46,6 +46,7 @@ type Config struct {
 	Storage string `yaml:"storage,omitempty"`
 
 	TLS      TLS      `yaml:"tls,omitempty"`
+	Frontend Frontend `yaml:"frontend,omitempty"`
 	Upstream Upstream `yaml:"upstream,omitempty"`
 	Log      Log      `yaml:"log,omitempty"`
 	Apps     []App    `yaml:"apps"`
@@ -169,6 +170,8 @@ type App struct {
 	RequestID string `yaml:"request_id,omitempty"`
 	// RetryBudget caps retries as a share of requests, like "20%".
 	RetryBudget string `yaml:"retry_budget,omitempty"`
+
+	Filters `yaml:",inline"`
 }
 
 // Backend is one origin server of an app. In both spellings it may be

@@ -35,6 +35,7 @@ func (c *Config) Normalize(stateDir string) {
 	if c.Upstream.IdleConnTimeout == 0 {
 		c.Upstream.IdleConnTimeout = Duration(DefaultIdleConnTimeout)
 	}
+	c.Frontend.normalize()
 	if c.Log.Level == "" {
 		c.Log.Level = DefaultLogLevel
 	}
@@ -54,6 +55,7 @@ func (c *Config) Normalize(stateDir string) {
 			a.Name = a.Route()
 		}
 		a.normalizePools()
+		a.normalizeFilters()
 		if a.Sticky != nil && a.Sticky.Cookie == stickyOff {
 			a.Sticky = nil
 		}
@@ -124,6 +126,7 @@ func (c *Config) Validate() error {
 		add("", "log.format", c.Log.Format, errors.New("want text or json"))
 	}
 	c.validateACME(add)
+	c.Frontend.validate(add)
 	c.validateTCP(add)
 	if len(c.Apps) == 0 && len(c.TCP) == 0 {
 		errs = append(errs, errors.New("no apps configured: give at least one --app HOST=BACKEND (or --tcp LISTEN=BACKEND), or an apps: list in the config file"))
@@ -186,6 +189,7 @@ func (a *App) validate(routes map[string]string) []error {
 		ids[b.ID] = i
 	}
 	a.validatePools(add)
+	a.validateFilters(add)
 	if a.Sticky != nil {
 		if err := validCookieName(a.Sticky.Cookie); err != nil {
 			add("sticky", a.Sticky.Cookie, err)

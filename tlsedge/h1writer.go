@@ -97,7 +97,9 @@ func (w *h1Writer) WriteHeader(code int) {
 	default:
 		w.closeAfter = true // HTTP/1.0 without a length: the close ends the body
 	}
-	if w.conn.srv.shuttingDown.Load() {
+	// A request body that failed (malformed chunk, client stopped) leaves
+	// the connection's framing unknown: say the connection ends.
+	if w.conn.srv.shuttingDown.Load() || w.conn.body.err != nil {
 		w.closeAfter = true
 	}
 	b := w.scratch[:0]

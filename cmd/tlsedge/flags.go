@@ -38,6 +38,8 @@ type flagValues struct {
 	onDemandAskCache                string
 	onDemandRate, onDemandRatePerIP string
 	importAutocert                  string
+
+	frontend frontendFlags
 }
 
 // newFlagSet declares every flag of run and check. The README's flag
@@ -75,6 +77,7 @@ func newFlagSet(name string, v *flagValues) *pflag.FlagSet {
 	fs.StringVar(&v.logLevel, "log-level", "", "`LEVEL`: debug, info, warn, error (default info)")
 	fs.StringVar(&v.logFormat, "log-format", "", "`FORMAT`: text or json (default: text on a terminal, json otherwise)")
 	fs.StringVar(&v.accessLog, "access-log", "", "access log: a `FILE`, stdout or off (default stdout)")
+	v.frontend.register(fs)
 	return fs
 }
 
@@ -166,6 +169,9 @@ func loadConfig(fs *pflag.FlagSet, v *flagValues, getenv func(string) string, ui
 			return nil, err
 		}
 		cfg.TCP = append(cfg.TCP, svc)
+	}
+	if err := v.frontend.apply(fs, &cfg.Frontend); err != nil {
+		return nil, err
 	}
 	cfg.Normalize(config.DefaultStateDir(getenv, uid))
 	return cfg, nil
