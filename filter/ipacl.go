@@ -73,6 +73,7 @@ func (f *ipACL) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !f.permits(clientAddr(r.RemoteAddr)) {
 		h := w.Header()
 		h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+		MarkGenerated(w)
 		w.WriteHeader(http.StatusForbidden)
 		w.Write([]byte("403 forbidden\n")) //nolint:errcheck // the client may be gone
 		return

@@ -31,6 +31,7 @@ func (m *maxBody) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h["Content-Type"] = []string{"text/plain; charset=utf-8"}
 		h["Connection"] = []string{"close"} // the rest of the body is not read
+		MarkGenerated(w)
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
 		io.WriteString(w, "413 request body over "+strconv.FormatInt(m.n, 10)+" bytes\n") //nolint:errcheck // the client may be gone
 		return

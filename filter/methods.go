@@ -40,6 +40,7 @@ func (m *methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h["Allow"] = m.allowHeader
 	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	MarkGenerated(w)
 	w.WriteHeader(http.StatusMethodNotAllowed)
 	w.Write([]byte("405 method not allowed\n")) //nolint:errcheck // the client may be gone
 }

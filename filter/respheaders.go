@@ -143,5 +143,15 @@ func (w *respWriter) Write(p []byte) (int, error) {
 	return w.ResponseWriter.Write(p)
 }
 
-// Unwrap lets http.ResponseController reach Flush and Hijack.
+// FlushError applies the filter before a flush sends the head (a
+// streaming response may flush before its first write).
+func (w *respWriter) FlushError() error {
+	w.apply()
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Flush is FlushError for http.Flusher callers.
+func (w *respWriter) Flush() { _ = w.FlushError() }
+
+// Unwrap lets http.ResponseController reach Hijack.
 func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -29,7 +29,7 @@ type appHandler struct {
 	now    func() time.Time
 }
 
-func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d compileDeps) (*appHandler, error) {
+func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d compileDeps, fd appFilters) (*appHandler, error) {
 	log := d.log.WithField("app", app.Name)
 	pool, proxy, err := newPoolAndProxy(app, cfg, d.registry, log)
 	if err != nil {
@@ -52,7 +52,7 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 			return nil, err
 		}
 	}
-	if h.chain, err = filterChain(app, http.HandlerFunc(h.serve)); err != nil {
+	if h.chain, err = filterChain(app, http.HandlerFunc(h.serve), fd); err != nil {
 		return nil, err
 	}
 	if app.Sticky != nil {
@@ -166,6 +166,10 @@ func (x *exchange) Write(p []byte) (int, error) {
 
 // Unwrap lets http.NewResponseController reach Flush and Hijack.
 func (x *exchange) Unwrap() http.ResponseWriter { return x.w }
+
+// Generated marks the answer as tlsedge's own (a 502 or 503 page of the
+// proxy), for the error_page filter.
+func (x *exchange) Generated() { filter.MarkGenerated(x.w) }
 
 // clientIP is the peer's address without the port, without allocating.
 func clientIP(r *http.Request) string {

@@ -42,13 +42,28 @@ func isTemporary(err error) bool {
 }
 
 // handshake completes TLS within handshakeTimeout and dispatches by ALPN.
-func (s *Server) handshake(nc net.Conn, h2 *connListener) {
+func (s *Server) handshake(raw net.Conn, h2 *connListener) {
+	nc, err := s.gate.admit(raw)
+	if err != nil {
+		if s.log.Logger.IsLevelEnabled(debugLevel) {
+			s.log.WithError(err).WithField("peer", raw.RemoteAddr().String()).Debug("connection refused")
+		}
+		return
+	}
+	if !s.gate.startHandshake(nc) {
+		if s.log.Logger.IsLevelEnabled(debugLevel) {
+			s.log.WithField("client", nc.client.String()).Debug("connection refused: too many handshakes from this address")
+		}
+		nc.Close()
+		return
+	}
 	tc := tls.Server(nc, s.tlsConf)
 	// A deadline, not HandshakeContext with a timeout: a cancellable
 	// context makes crypto/tls start a watcher goroutine per handshake.
-	nc.SetDeadline(time.Now().Add(handshakeTimeout)) //nolint:errcheck // a dead conn fails the handshake
-	err := tc.Handshake()
+	nc.SetDeadline(time.Now().Add(s.gate.handshakeTimeout)) //nolint:errcheck // a dead conn fails the handshake
+	err = tc.Handshake()
 	nc.SetDeadline(time.Time{}) //nolint:errcheck
+	s.gate.endHandshake(nc)
 	if err != nil {
 		if s.log.Logger.IsLevelEnabled(debugLevel) {
 			s.log.WithError(err).WithField("client", nc.RemoteAddr().String()).Debug("TLS handshake failed")

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
+	"time"
 
 	"github.com/tlsedge/tlsedge/httpsyntax"
 )
@@ -14,6 +16,9 @@ import (
 // does nothing, the connection loop decides what to do with an unread rest.
 type h1Body struct {
 	br        *bufio.Reader
+	conn      net.Conn      // for the idle deadline of body reads
+	timeout   time.Duration // longest pause of the client; 0: none
+	armed     bool          // a read deadline is set
 	chunked   bool
 	left      int64 // bytes left in the body (fixed) or in the chunk (chunked)
 	done      bool
@@ -65,6 +70,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	if int64(len(p)) > b.left {
 		p = p[:b.left]
 	}
+	b.arm()
 	n, err := b.br.Read(p)
 	b.left -= int64(n)
 	if b.left == 0 {
@@ -89,12 +95,34 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// arm sets the idle deadline before a read that will wait for the
+// client: a body that stops coming for longer than timeout fails with a
+// timeout (the proxy answers 408 or drops the request) instead of holding
+// a backend connection (slowloris on the body).
+func (b *h1Body) arm() {
+	if b.timeout <= 0 || b.conn == nil || b.br.Buffered() > 0 {
+		return
+	}
+	b.conn.SetReadDeadline(time.Now().Add(b.timeout)) //nolint:errcheck // a dead conn fails the read
+	b.armed = true
+}
+
+// disarm clears the deadline once the body is done, so a hijacked
+// connection (an upgrade) does not inherit it.
+func (b *h1Body) disarm() {
+	if b.armed {
+		b.conn.SetReadDeadline(time.Time{}) //nolint:errcheck
+		b.armed = false
+	}
+}
+
 // Close is a no-op: the connection loop drains or closes.
 func (b *h1Body) Close() error { return nil }
 
 // nextChunk reads a chunk-size line; a zero size ends the body after the
 // trailer section, which is read and dropped.
 func (b *h1Body) nextChunk() error {
+	b.arm()
 	line, err := readBodyLine(b.br)
 	if err != nil {
 		return err

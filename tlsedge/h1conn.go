@@ -21,11 +21,8 @@ import (
 // http.Request per connection and hands it to the same http.Handler chain
 // as HTTP/2, which stays with net/http.
 
-// Frontend timeouts.
+// Frontend timeouts are config.Frontend's, kept in Server.gate.
 const (
-	handshakeTimeout  = 10 * time.Second
-	readHeaderTimeout = 10 * time.Second
-	idleTimeout       = 120 * time.Second
 	// maxDrain is how much of an unread request body is read away so the
 	// connection can carry the next request (net/http uses 256 KiB).
 	maxDrain = 256 << 10
@@ -169,7 +166,7 @@ func (c *h1Conn) waitRequest() bool {
 	if c.br == nil || c.br.Buffered() == 0 {
 		// Nothing pipelined: wait without buffers.
 		c.release()
-		c.nc.SetReadDeadline(time.Now().Add(idleTimeout)) //nolint:errcheck // a dead conn fails the read
+		c.nc.SetReadDeadline(time.Now().Add(c.srv.gate.idleTimeout)) //nolint:errcheck // a dead conn fails the read
 		if n, err := c.nc.Read(c.src.b[:]); n == 0 {
 			_ = err // EOF, timeout, reset: the connection is done
 			return false
@@ -184,7 +181,7 @@ func (c *h1Conn) waitRequest() bool {
 // serveOne reads and answers one request. keep reports whether the
 // connection may carry another; hijacked that the handler took it.
 func (c *h1Conn) serveOne() (keep, hijacked bool) {
-	c.nc.SetReadDeadline(time.Now().Add(readHeaderTimeout)) //nolint:errcheck
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.gate.headerTimeout)) //nolint:errcheck
 	r := &c.req
 	*r = c.base
 	c.url = url.URL{}
@@ -196,12 +193,13 @@ func (c *h1Conn) serveOne() (keep, hijacked bool) {
 		c.refuse(err)
 		return false, false
 	}
-	c.nc.SetReadDeadline(time.Time{}) //nolint:errcheck // body reads are bounded by the handler
+	c.nc.SetReadDeadline(time.Time{}) //nolint:errcheck // body reads set their own
 	var cont func() error
 	if c.head.expect100 {
 		cont = c.sendContinue
 	}
 	c.body.reset(c.br, &c.head, cont)
+	c.body.conn, c.body.timeout = c.nc, c.srv.gate.bodyTimeout
 	if c.head.length != 0 {
 		r.Body = &c.body
 	} else {
@@ -215,6 +213,7 @@ func (c *h1Conn) serveOne() (keep, hijacked bool) {
 		return false, true
 	}
 	keep = c.w.finish()
+	defer c.body.disarm()
 	if keep && !c.body.drain(maxDrain) {
 		keep = false
 	}

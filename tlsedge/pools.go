@@ -5,13 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net/http"
 	"os"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/tlsedge/tlsedge/config"
-	"github.com/tlsedge/tlsedge/filter"
 	"github.com/tlsedge/tlsedge/upstream"
 )
 
@@ -160,42 +158,4 @@ func backendTLSConfig(app *config.App, log *logrus.Entry) (*tls.Config, error) {
 		log.Warn("backend_insecure: TLS to the backends is not verified; anyone on the path can impersonate them")
 	}
 	return tc, nil
-}
-
-// filterChain puts an app's filters in front of next, outermost first:
-// the client address lists, the request id (so every later step and the access log see it), the
-// response header filter (hidden headers, HSTS, security headers, backend
-// URLs), then the method allowlist and the body limit (their 405 and 413
-// get the same headers).
-func filterChain(app *config.App, next http.Handler) (http.Handler, error) {
-	rc := filter.ResponseHeadersConfig{HSTSSubdomains: app.HSTSSubdomains, Remove: app.HideHeaders}
-	for _, b := range app.Backends {
-		if !b.SRV {
-			rc.Backends = append(rc.Backends, b.Addr)
-		}
-	}
-	if app.HSTS != config.Off {
-		d, _ := config.ParseDuration(app.HSTS) // validated
-		rc.HSTS = d.D()
-	}
-	if app.SecurityHeaders || app.CSP != "" {
-		rc.Set = map[string]string{}
-		if app.SecurityHeaders {
-			rc.Set = filter.SecurityHeaders()
-		}
-		if app.CSP != "" {
-			rc.Set["Content-Security-Policy"] = app.CSP
-		}
-	}
-	var maxBody int64
-	if app.MaxBody != "" {
-		maxBody, _ = config.ParseSize(app.MaxBody) // validated
-	}
-	h := filter.ResponseHeaders(filter.Methods(filter.MaxBody(next, maxBody), app.Methods), rc)
-	if app.RequestID != config.Off {
-		h = filter.RequestID(h)
-	}
-	// The client address lists come first: a refused client costs nothing
-	// more.
-	return filter.IPACL(h, filter.IPACLConfig{Allow: app.Allow, Deny: app.Deny})
 }

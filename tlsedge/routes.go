@@ -2,10 +2,13 @@ package tlsedge
 
 import (
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/filter"
 )
 
 // routeTable maps a request's host and path to an app. It is built once
@@ -110,4 +113,47 @@ func canonicalHost(hostport string) string {
 		}
 	}
 	return h
+}
+
+// route sends a request to its app, chosen on the normalised path (so a
+// route on /admin is not missed by /%61dmin or /x/../admin), or answers
+// 421 for an unknown host and 404 for an unknown path. The app's own
+// chain then normalises the path the backend sees (path_normalize).
+func (snap *snapshot) route(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	if np, err := filter.NormalizePathWith(r.URL.EscapedPath(), filter.PathNormConfig{AllowEncodedSlash: true}); err == nil && np != path {
+		if u, err := url.PathUnescape(np); err == nil {
+			path = u
+		}
+	}
+	app, res := snap.routes.match(r.Host, path)
+	switch res {
+	case routeFound:
+		app.ServeHTTP(w, r)
+		return
+	case routeUnknownHost:
+		// RFC 9110 15.5.20: this server does not serve that authority.
+		filter.MarkGenerated(w)
+		writePage(w, http.StatusMisdirectedRequest, "No site here", "This gateway serves no site for this host name.")
+	default:
+		filter.MarkGenerated(w)
+		writePage(w, http.StatusNotFound, "Not found", "There is nothing at this path.")
+	}
+	snap.logLocal(r, res)
+}
+
+// logLocal records a request answered by tlsedge itself.
+func (snap *snapshot) logLocal(r *http.Request, res lookupResult) {
+	if snap.access == nil {
+		return
+	}
+	status := http.StatusNotFound
+	if res == routeUnknownHost {
+		status = http.StatusMisdirectedRequest
+	}
+	e := accessEntry{Time: time.Now(), ClientIP: clientIP(r), Method: r.Method, Host: r.Host, Path: r.URL.Path, Status: status}
+	if r.TLS != nil {
+		e.TLS = r.TLS.Version
+	}
+	snap.access.Log(e)
 }

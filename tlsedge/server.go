@@ -68,6 +68,7 @@ type Server struct {
 	httpSrv       *http.Server
 	handler       http.Handler // routes a request to its app
 
+	gate         *frontGate // PROXY headers, per-client limits, timeouts
 	shuttingDown atomic.Bool
 	conns        connTracker
 	dates        dateCache
@@ -88,6 +89,11 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		cfg:      cfg,
 		registry: upstream.NewRegistry(),
 	}
+	gate, err := newFrontGate(&cfg.Frontend)
+	if err != nil {
+		return nil, err
+	}
+	s.gate = gate
 	if opts.AccessLog != nil {
 		s.access = newAccessLog(opts.AccessLog, opts.AccessJSON)
 	}
@@ -102,6 +108,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	// client offering one (xmpp-client, postgresql) is not refused.
 	s.tcpTLSConf = s.tlsConf.Clone()
 	s.tcpTLSConf.NextProtos = nil
+	s.tcpTLSConf.GetConfigForClient = nil // client certificates are asked for by apps only
 	s.tickets, err = newTicketRotator(s.tlsConf, opts.TicketPeriod, opts.Log.WithField("component", "tls"))
 	if err != nil {
 		return nil, err
@@ -131,6 +138,14 @@ func (s *Server) newTLSConfig() *tls.Config {
 		// challenge offers it, and such a connection is closed after the
 		// handshake (RFC 8737).
 		NextProtos: []string{"h2", "http/1.1", certs.ACMETLS1},
+		// Hosts whose apps ask for client certificates get their own
+		// config; every other handshake uses this one as it is.
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			if p := s.snap.Load().clientAuth.lookup(hello.ServerName); p != nil {
+				return p.tlsConfig(s.tlsConf, hello), nil
+			}
+			return nil, nil
+		},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			snap := s.snap.Load()
 			if certs.IsChallengeHello(hello) {
@@ -231,8 +246,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer closeErrLog()
 	s.tlsSrv = &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: s.gate.headerTimeout,
+		IdleTimeout:       s.gate.idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
 		TLSConfig:         s.tlsConf,
@@ -301,37 +316,10 @@ func serveErr(err error) error {
 	return err
 }
 
-// serveHTTPS routes a request to its app.
+// serveHTTPS hands a request to the current snapshot: the frontend
+// filters, then routing to an app.
 func (s *Server) serveHTTPS(w http.ResponseWriter, r *http.Request) {
-	snap := s.snap.Load()
-	app, res := snap.routes.match(r.Host, r.URL.Path)
-	switch res {
-	case routeFound:
-		app.ServeHTTP(w, r)
-		return
-	case routeUnknownHost:
-		// RFC 9110 15.5.20: this server does not serve that authority.
-		writePage(w, http.StatusMisdirectedRequest, "No site here", "This gateway serves no site for this host name.")
-	default:
-		writePage(w, http.StatusNotFound, "Not found", "There is nothing at this path.")
-	}
-	s.logLocal(r, res)
-}
-
-// logLocal records a request answered by tlsedge itself.
-func (s *Server) logLocal(r *http.Request, res lookupResult) {
-	if s.access == nil {
-		return
-	}
-	status := http.StatusNotFound
-	if res == routeUnknownHost {
-		status = http.StatusMisdirectedRequest
-	}
-	e := accessEntry{Time: time.Now(), ClientIP: clientIP(r), Method: r.Method, Host: r.Host, Path: r.URL.Path, Status: status}
-	if r.TLS != nil {
-		e.TLS = r.TLS.Version
-	}
-	s.access.Log(e)
+	s.snap.Load().front.ServeHTTP(w, r)
 }
 
 // serveRedirect answers every plain-HTTP request with a permanent redirect

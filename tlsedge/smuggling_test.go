@@ -257,7 +257,7 @@ func h2Probe(t *testing.T, g *gateway, fields [][2]string, data []byte) (status 
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
-	io.WriteString(c, http2.ClientPreface)        //nolint:errcheck
+	io.WriteString(c, http2.ClientPreface)          //nolint:errcheck
 	fr := http2.NewFramer(c, c)
 	fr.WriteSettings() //nolint:errcheck
 	var block bytes.Buffer

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -29,12 +30,16 @@ import (
 type snapshot struct {
 	cfg    *config.Config
 	routes *routeTable
-	apps   []*appHandler
-	certs  *certs.Selector
-	static *certs.Static // nil without certificate files
-	ca     *certs.LocalCA
-	caDir  string      // where the local CA lives (or would, in `check`)
-	acme   *certs.ACME // nil when no app uses ACME
+	front  http.Handler // the frontend filters, then routing
+	access *accessLog   // for requests answered by routing itself
+	// clientAuth is the client-certificate policy of each host.
+	clientAuth *clientAuthTable
+	apps       []*appHandler
+	certs      *certs.Selector
+	static     *certs.Static // nil without certificate files
+	ca         *certs.LocalCA
+	caDir      string      // where the local CA lives (or would, in `check`)
+	acme       *certs.ACME // nil when no app uses ACME
 	// tcp routes each TCP listen address to its services.
 	tcp         map[string]*tcpRoutes
 	tcpServices []*tcpService
@@ -77,13 +82,18 @@ func (s *Server) compileDeps() compileDeps {
 
 // compile turns a validated configuration into a snapshot.
 func compile(cfg *config.Config, d compileDeps) (*snapshot, error) {
-	snap := &snapshot{cfg: cfg, routes: newRouteTable(), log: d.log.WithField("component", "server")}
+	snap := &snapshot{cfg: cfg, routes: newRouteTable(), access: d.access, log: d.log.WithField("component", "server")}
 	if err := snap.compileCerts(cfg, d); err != nil {
 		return nil, err
 	}
 	if err := snap.compileTCP(cfg, d); err != nil {
 		return nil, err
 	}
+	table, byApp, err := compileClientAuth(cfg.Apps, snap.log)
+	if err != nil {
+		return nil, err
+	}
+	snap.clientAuth = table
 	var keys []session.Key
 	for i := range cfg.Apps {
 		app := &cfg.Apps[i]
@@ -94,7 +104,7 @@ func compile(cfg *config.Config, d compileDeps) (*snapshot, error) {
 			}
 			keys = k
 		}
-		h, err := newAppHandler(app, cfg, keys, d)
+		h, err := newAppHandler(app, cfg, keys, d, appFilters{clientAuth: byApp[app.Name], table: table})
 		if err != nil {
 			return nil, fmt.Errorf("app %q: %w", app.Name, err)
 		}
@@ -102,6 +112,9 @@ func compile(cfg *config.Config, d compileDeps) (*snapshot, error) {
 		for _, host := range app.Hosts {
 			snap.routes.add(host, app.Path, h)
 		}
+	}
+	if snap.front, err = frontChain(&cfg.Frontend, http.HandlerFunc(snap.route)); err != nil {
+		return nil, err
 	}
 	return snap, nil
 }
@@ -127,6 +140,7 @@ func (snap *snapshot) run(ctx context.Context) {
 		wg.Add(1)
 		go func() { defer wg.Done(); snap.acme.Run(ctx) }()
 	}
+	snap.clientAuth.watch(ctx)
 	if snap.static != nil {
 		snap.static.Run(ctx)
 	}

@@ -190,13 +190,24 @@ func (s *Server) serveTCPConn(ctx context.Context, listen string, c net.Conn) {
 		c.Close()
 		return
 	}
+	cc, err := s.gate.admit(c)
+	if err != nil {
+		return
+	}
+	c = cc
 	start := time.Now()
 	var conn net.Conn = c
 	sni := ""
 	if !routes.plain {
 		tc := tls.Server(c, s.tcpTLSConf)
-		c.SetDeadline(time.Now().Add(handshakeTimeout)) //nolint:errcheck // a dead conn fails the handshake
-		if err := tc.Handshake(); err != nil {
+		c.SetDeadline(time.Now().Add(s.gate.handshakeTimeout)) //nolint:errcheck // a dead conn fails the handshake
+		if !s.gate.startHandshake(cc) {
+			c.Close()
+			return
+		}
+		err := tc.Handshake()
+		s.gate.endHandshake(cc)
+		if err != nil {
 			if s.log.Logger.IsLevelEnabled(debugLevel) {
 				s.log.WithError(err).WithField("client", c.RemoteAddr().String()).Debug("TCP service: TLS handshake failed")
 			}

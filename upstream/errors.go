@@ -123,6 +123,11 @@ func (pages errorPages) write(w http.ResponseWriter, code int) {
 	}
 	// Headers that filters set before the proxy (HSTS, security headers)
 	// stay; the backend's headers never got here.
+	// An error page the operator configured replaces ours: tell the
+	// writer this answer is the gateway's own, not the backend's.
+	if g, ok := w.(interface{ Generated() }); ok {
+		g.Generated()
+	}
 	h := w.Header()
 	h["Content-Type"] = []string{"text/html; charset=utf-8"}
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
