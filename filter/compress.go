@@ -84,7 +84,7 @@ func Compress(next http.Handler, cfg CompressConfig) (http.Handler, error) {
 	}
 	f := &compress{next: next, types: types, minSize: cfg.minSize()}
 	for _, name := range cfg.encodings() {
-		c, ok := codingByName(name)
+		c, ok := codingByName(strings.TrimSpace(name))
 		if !ok {
 			return nil, fmt.Errorf("compress: unknown encoding %q (want zstd or gzip)", name)
 		}
@@ -111,7 +111,7 @@ const (
 
 func codingByName(name string) (contentCoding, bool) {
 	for c, h := range codingHeader {
-		if strings.EqualFold(strings.TrimSpace(name), h[0]) {
+		if strings.EqualFold(name, h[0]) {
 			return contentCoding(c), true
 		}
 	}
