@@ -11,9 +11,11 @@ GO        ?= go
 FUZZTIME  ?= 100000x
 BIN       := bin/tlsedge
 # Debian packages the tests run for real: curl runs the demo's printed
-# command, redis-server backs the shared ACME storage. (Pebble, the ACME
-# test CA, is built from go.mod's tool directives by the tests themselves.)
-TEST_DEBS := curl redis-server
+# command, redis-server backs the shared ACME storage, testssl.sh audits
+# the TLS listener. (Pebble, the ACME test CA, and h2spec, the HTTP/2
+# conformance suite, are built from go.mod's tool directives by the tests
+# themselves.)
+TEST_DEBS := curl redis-server testssl.sh
 
 # Every fuzz target: package:Target.
 FUZZ_TARGETS := \
@@ -35,7 +37,13 @@ FUZZ_TARGETS := \
 	./httpsyntax:FuzzParseChunkSize \
 	./filter:FuzzSaneID \
 	./filter:FuzzRewriteLocation \
-	./filter:FuzzParsePrefix
+	./filter:FuzzParsePrefix \
+	./filter:FuzzParseHeaderRule \
+	./filter:FuzzSubst \
+	./filter:FuzzParseSubstRule \
+	./filter:FuzzRealIP \
+	./filter:FuzzNormalizePath \
+	./filter:FuzzAcceptEncoding
 
 .PHONY: build demo test test-deps vet unit fuzz bench lint clean
 
@@ -62,7 +70,7 @@ vet:
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@echo "the end-to-end tests again with HTTP/2 clients (net/http's server instead of ours):"
-	TLSEDGE_TEST_H2=1 $(GO) test -race -count=1 -skip 'ACME|OnDemand|Autocert' ./tlsedge/
+	TLSEDGE_TEST_H2=1 $(GO) test -race -count=1 -skip 'ACME|OnDemand|Autocert|Slowloris|TestSSL|H2Spec|Probes' ./tlsedge/
 	@echo "1 GiB streaming and allocation tests without -race (memory bounds are asserted there):"
 	TLSEDGE_FULL_STREAM=1 $(GO) test -count=1 -timeout 15m -run 'GiB|Allocations' ./upstream/ ./tlsedge/
 

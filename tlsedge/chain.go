@@ -28,8 +28,9 @@ import (
 //	path normalisation   400 for %2F, %5C, %00, climbing above the root
 //	request id           X-Request-Id, seen by everything after and the access log
 //	error pages          replaces the bodies of tlsedge's errors (and the backend's, if asked)
-//	response headers     hidden headers, HSTS, security headers, backend URLs
 //	header rules         request rules now, response rules when the head goes out
+//	                     (after the defaults below, so an operator's rule has the last word)
+//	response headers     hidden headers, HSTS, nosniff and security headers, backend URLs
 //	methods              405
 //	max body             413
 //	request buffering    the whole body before a backend is taken (413 beyond)
@@ -133,6 +134,7 @@ func filterChain(app *config.App, next http.Handler, deps appFilters) (http.Hand
 		maxBody, _ = config.ParseSize(app.MaxBody) // validated
 	}
 	h = filter.Methods(filter.MaxBody(h, maxBody), app.Methods)
+	h = filter.ResponseHeaders(h, responseHeadersConfig(app))
 	if len(app.RequestHeaders) > 0 || len(app.ResponseHeaders) > 0 {
 		var cfg filter.HeaderRulesConfig
 		for _, s := range app.RequestHeaders {
@@ -153,7 +155,6 @@ func filterChain(app *config.App, next http.Handler, deps appFilters) (http.Hand
 			return nil, fail("request_headers", "", err)
 		}
 	}
-	h = filter.ResponseHeaders(h, responseHeadersConfig(app))
 	if len(app.ErrorPages) > 0 {
 		if h, err = filter.ErrorPages(h, filter.ErrorPagesConfig{Pages: app.ErrorPages, ReplaceBackend: app.ReplaceBackendErrors}); err != nil {
 			return nil, fail("error_pages", "", err)
@@ -208,14 +209,15 @@ func responseHeadersConfig(app *config.App) filter.ResponseHeadersConfig {
 		d, _ := config.ParseDuration(app.HSTS) // validated
 		rc.HSTS = d.D()
 	}
-	if app.SecurityHeaders || app.CSP != "" {
-		rc.Set = map[string]string{}
-		if app.SecurityHeaders {
-			rc.Set = filter.SecurityHeaders()
-		}
-		if app.CSP != "" {
-			rc.Set["Content-Security-Policy"] = app.CSP
-		}
+	// nosniff by default: a browser must not run a mislabelled upload
+	// as a script. It breaks only responses with a wrong Content-Type;
+	// response_header=del:X-Content-Type-Options removes it.
+	rc.Set = map[string]string{"X-Content-Type-Options": "nosniff"}
+	if app.SecurityHeaders {
+		rc.Set = filter.SecurityHeaders()
+	}
+	if app.CSP != "" {
+		rc.Set["Content-Security-Policy"] = app.CSP
 	}
 	return rc
 }
