@@ -60,6 +60,10 @@ type Filters struct {
 	ClientAuth string   `yaml:"client_auth,omitempty"`
 	ClientCA   string   `yaml:"client_ca,omitempty"`
 	ClientCRL  []string `yaml:"client_crl,omitempty"`
+	// Chain "off" takes every filter out of the app's path except the
+	// stripping of forged client-certificate headers: for measuring what
+	// the chain costs, never for serving.
+	Chain string `yaml:"chain,omitempty"`
 }
 
 // Path normalisation modes.
@@ -114,6 +118,7 @@ func filterOptions() []option[App] {
 		{"max_cookie", "max_cookie=SIZE", "largest Cookie header, all lines together; larger gets 431 (default 8K)", stringOption(func(a *App) *string { return &a.MaxCookie })},
 		{"client_auth", "client_auth=required|optional", "ask the app's clients for a certificate (mutual TLS), verified against client_ca; its subject, SANs, serial and fingerprint go to the backend in X-Client-Cert-* headers", stringOption(func(a *App) *string { return &a.ClientAuth })},
 		{"client_ca", "client_ca=FILE", "PEM bundle of the CAs client certificates must chain to (re-read when it changes)", stringOption(func(a *App) *string { return &a.ClientCA })},
+		{"chain", "chain=on|off", "off: no filter at all in front of the app (to measure the chain's cost; never for serving)", stringOption(func(a *App) *string { return &a.Chain })},
 		{"client_crl", "client_crl=FILE[,FILE...]", "certificate revocation lists (PEM or DER) checked for client certificates (re-read when they change)", listOption(func(a *App) *[]string { return &a.ClientCRL })},
 	}
 }
@@ -193,6 +198,11 @@ func (a *App) validateFilters(add func(field, value string, err error)) {
 		if e != "zstd" && e != "gzip" {
 			add("compress["+strconv.Itoa(i)+"]", e, errors.New("want zstd or gzip"))
 		}
+	}
+	switch a.Chain {
+	case "", "on", Off:
+	default:
+		add("chain", a.Chain, errors.New("want on or off"))
 	}
 	switch a.PathNormalize {
 	case PathNormOn, Off, PathNormAllowEncodedSlash:

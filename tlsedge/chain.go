@@ -92,6 +92,9 @@ func filterChain(app *config.App, next http.Handler, deps appFilters) (http.Hand
 	fail := func(field, value string, err error) error {
 		return &config.FieldError{App: app.Name, Field: field, Value: value, Err: err}
 	}
+	if app.Chain == config.Off {
+		return filter.ClientCert(next, filter.ClientCertConfig{Leaf: clientCertFor(deps.clientAuth, deps.table)}), nil
+	}
 	h := next
 	var err error
 	if app.BufferResponses != "" {
