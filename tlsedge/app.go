@@ -75,11 +75,29 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 	return h, nil
 }
 
-func (a *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.chain.ServeHTTP(w, r) }
+// ServeHTTP runs the app's chain. A request a filter answered itself
+// (403, 405, 413, 429, ...) never reaches serve, which writes the access
+// log line: refusalWriter records its status and size, so that it is
+// logged too.
+func (a *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if a.access == nil {
+		a.chain.ServeHTTP(w, r)
+		return
+	}
+	rw := refusalPool.Get().(*refusalWriter)
+	*rw = refusalWriter{ResponseWriter: w, start: a.now()}
+	a.chain.ServeHTTP(rw, r)
+	if !rw.served {
+		a.logRefusal(rw, r)
+	}
+	*rw = refusalWriter{}
+	refusalPool.Put(rw)
+}
 
 // serve is the app behind its filters: sticky affinity, the proxy, the
 // access log.
 func (a *appHandler) serve(w http.ResponseWriter, r *http.Request) {
+	markServed(w)
 	x := exchange{w: w, app: a, start: a.now()}
 	if a.sticky != nil {
 		x.readCookie(r)

@@ -75,6 +75,15 @@ func TestTraceRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") == "" || be.count() != 0 {
 		t.Errorf("TRACE: %d, Allow %q, backend hits %d", resp.StatusCode, resp.Header.Get("Allow"), be.count())
 	}
+	// The refusal is in the access log, once; a served request too.
+	if resp, _ := get(t, g.client(false), "https://shop.example.com/ok", ""); resp.StatusCode != 200 {
+		t.Fatalf("GET: %d", resp.StatusCode)
+	}
+	eventually(t, "two access-log lines", func() bool { return strings.Count(g.access.String(), "\n") >= 2 })
+	log := g.access.String()
+	if strings.Count(log, "\n") != 2 || !strings.Contains(log, `"TRACE shop.example.com /" 405`) || !strings.Contains(log, `"GET shop.example.com /ok" 200`) {
+		t.Errorf("access log:\n%s", log)
+	}
 }
 
 // max_body: a declared body over the limit is refused before anything
