@@ -31,6 +31,7 @@ FUZZ_TARGETS := \
 	./certs:FuzzParseAutocertEntry \
 	./tlsedge:FuzzStripCookie \
 	./tlsedge:FuzzRequestHead \
+	./tlsedge:FuzzH2Guard \
 	./upstream:FuzzReadResponseHead \
 	./upstream:FuzzChunkedBody \
 	./upstream:FuzzReadProxyHeader \

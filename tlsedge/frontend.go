@@ -1,11 +1,11 @@
 package tlsedge
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/tlsedge/tlsedge/certs"
@@ -14,7 +14,7 @@ import (
 // acceptLoop accepts TLS connections until the listener closes. Each gets
 // its own goroutine for the handshake; ALPN then decides who serves it:
 // "h2" goes to net/http's HTTP/2 server, everything else to serveH1.
-func (s *Server) acceptLoop(ln net.Listener, h2 *connListener) error {
+func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) error {
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -32,7 +32,7 @@ func (s *Server) acceptLoop(ln net.Listener, h2 *connListener) error {
 			return err
 		}
 		backoff = 0
-		go s.handshake(nc, h2)
+		go s.handshake(ctx, nc)
 	}
 }
 
@@ -42,7 +42,7 @@ func isTemporary(err error) bool {
 }
 
 // handshake completes TLS within handshakeTimeout and dispatches by ALPN.
-func (s *Server) handshake(raw net.Conn, h2 *connListener) {
+func (s *Server) handshake(ctx context.Context, raw net.Conn) {
 	nc, err := s.gate.admit(raw)
 	if err != nil {
 		if s.log.Logger.IsLevelEnabled(debugLevel) {
@@ -76,51 +76,24 @@ func (s *Server) handshake(raw net.Conn, h2 *connListener) {
 		tc.Close() // a TLS-ALPN-01 validation ends with the handshake
 		return
 	case "h2":
-		if !h2.push(tc) {
-			tc.Close()
-		}
+		s.serveH2(ctx, tc)
 		return
 	}
 	s.serveH1(tc)
 }
 
-// connListener is a net.Listener fed by the accept loop: net/http's server
-// serves the HTTP/2 connections it is handed, already handshaken.
-type connListener struct {
-	addr   net.Addr
-	ch     chan net.Conn
-	done   chan struct{}
-	closed sync.Once
-}
-
-func newConnListener(addr net.Addr) *connListener {
-	return &connListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *connListener) push(c net.Conn) bool {
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
+// serveH2 serves an HTTP/2 connection with net/http's HTTP/2 server (as
+// x/net/http2), behind the guard that closes its gaps with RFC 9113
+// (h2guard.go).
+func (s *Server) serveH2(ctx context.Context, tc *tls.Conn) {
+	c := newH2Guard(tc)
+	if !s.h2conns.add(c) { // shutting down
+		c.Close()
+		return
 	}
+	defer s.h2conns.done(c)
+	serveH2Conn(ctx, s.tlsSrv, s.h2srv, c)
 }
-
-func (l *connListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *connListener) Close() error {
-	l.closed.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *connListener) Addr() net.Addr { return l.addr }
 
 // logRefused records a refused request head in the access log and, at
 // debug level, the reason.

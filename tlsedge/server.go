@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/net/http2"
 
 	"github.com/tlsedge/tlsedge/certs"
 	"github.com/tlsedge/tlsedge/config"
@@ -65,6 +66,8 @@ type Server struct {
 	tcpTLSConf    *tls.Config    // TLS of TCP services: no ALPN
 	listening     bool           // Listen ran
 	tlsSrv        *http.Server   // HTTP/2 only; HTTP/1.1 is served by serveH1
+	h2srv         *http2.Server  // serves tlsSrv's connections (newH2Server)
+	h2conns       h2Conns        // HTTP/2 connections being served
 	httpSrv       *http.Server
 	handler       http.Handler // routes a request to its app
 
@@ -225,6 +228,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
+	var err error
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 	var wg sync.WaitGroup
@@ -250,14 +254,16 @@ func (s *Server) Serve(ctx context.Context) error {
 		IdleTimeout:       s.gate.idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
-		TLSConfig:         s.tlsConf,
+		// No TLSConfig: connections arrive handshaken, and
+		// http2.ConfigureServer (in newH2Server) would write to it.
 	}
 	s.tlsSrv.SetKeepAlivesEnabled(true)
+	if s.h2srv, err = newH2Server(s.tlsSrv); err != nil {
+		return err
+	}
 	errc := make(chan error, 3)
 	if s.tlsLn != nil {
-		h2ln := newConnListener(s.tlsLn.Addr())
-		go func() { errc <- serveErr(s.tlsSrv.Serve(h2ln)) }()
-		go func() { errc <- s.acceptLoop(s.tlsLn, h2ln) }()
+		go func() { errc <- s.acceptLoop(bg, s.tlsLn) }()
 	}
 	if s.httpLn != nil {
 		s.httpSrv = &http.Server{
@@ -273,7 +279,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() { defer close(tcpDone); s.serveTCP(bg, shutdownGrace) }()
 	s.logStartup(snap)
 
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -289,7 +294,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg2.Add(1)
 	go func() {
 		defer wg2.Done()
-		if e := s.tlsSrv.Shutdown(sctx); e != nil {
+		if e := s.h2conns.shutdown(sctx, s.tlsSrv); e != nil {
 			s.log.WithError(e).Warn("HTTP/2 requests still in flight at the shutdown deadline were cut")
 		}
 	}()

@@ -339,6 +339,11 @@ func TestH2FrameProbes(t *testing.T) {
 			if status == "" && reset == 0 {
 				t.Error("the stream neither got an error status nor a reset")
 			}
+			// RFC 9113 8.2.2: an intermediary treats these as a stream
+			// error, after the 400 that says why.
+			if i < 3 && reset != http2.ErrCodeProtocol {
+				t.Errorf("status %q, reset %v; want RST_STREAM(PROTOCOL_ERROR)", status, reset)
+			}
 			path := fmt.Sprintf("/after-h2-%d", i)
 			if status, _ := h2Probe(t, g, [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "raw.example.com"}, {":path", path}}, nil); status != "200" {
 				t.Errorf("the next client got %q", status)
