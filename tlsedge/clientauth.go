@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -37,15 +38,19 @@ type clientAuth struct {
 	log      *logrus.Entry
 }
 
-// clientAuthTable maps host patterns to policies.
+// clientAuthTable maps host patterns to policies. Every app's hosts are
+// in it, nil for an app without client_auth, so that a name finds the
+// policy of the app routing would choose: exact, then wildcard, then the
+// catch-all app (config.AnyHost, a key of exact).
 type clientAuthTable struct {
 	exact    map[string]*clientAuth
 	wildcard map[string]*clientAuth // key: ".example.com" for *.example.com
 	all      []*clientAuth
+	poll     time.Duration // how often the files are checked (0: certs' default)
 }
 
 func (t *clientAuthTable) lookup(sni string) *clientAuth {
-	if t == nil || (len(t.exact) == 0 && len(t.wildcard) == 0) {
+	if t == nil || len(t.all) == 0 {
 		return nil
 	}
 	sni = strings.ToLower(strings.TrimSuffix(sni, "."))
@@ -53,9 +58,11 @@ func (t *clientAuthTable) lookup(sni string) *clientAuth {
 		return p
 	}
 	if i := strings.IndexByte(sni, '.'); i > 0 {
-		return t.wildcard[sni[i:]]
+		if p, ok := t.wildcard[sni[i:]]; ok {
+			return p
+		}
 	}
-	return nil
+	return t.exact[config.AnyHost]
 }
 
 // compileClientAuth builds the table of the apps with client_auth; apps
@@ -77,6 +84,13 @@ func compileClientAuth(apps []config.App, log *logrus.Entry) (*clientAuthTable, 
 			byHost[h] = key
 		}
 		if a.ClientAuth == "" {
+			for _, h := range a.Hosts { // nil: no policy, not the wildcard's or the catch-all's
+				if strings.HasPrefix(h, "*.") {
+					t.wildcard[h[1:]] = nil
+				} else {
+					t.exact[h] = nil
+				}
+			}
 			continue
 		}
 		p := loaded[key]
@@ -104,7 +118,7 @@ func compileClientAuth(apps []config.App, log *logrus.Entry) (*clientAuthTable, 
 // watch re-reads the bundles and CRLs until ctx ends.
 func (t *clientAuthTable) watch(ctx context.Context) {
 	for _, p := range t.all {
-		go p.ca.Watch(ctx, 0, func(err error) {
+		go p.ca.Watch(ctx, t.poll, func(err error) {
 			p.log.WithError(err).WithField("client_ca", p.caFile).Error("client CA or CRL reload failed; the previous ones stay in use")
 		})
 	}
@@ -169,4 +183,15 @@ func sameClientAuth(next http.Handler, p *clientAuth, table *clientAuthTable) ht
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// logMissing logs a handshake refused because a host that requires a
+// client certificate got none: crypto/tls refuses it before
+// VerifyConnection runs, so the reason would otherwise go unsaid.
+func (t *clientAuthTable) logMissing(sni, client string, err error) {
+	p := t.lookup(sni)
+	if p == nil || !p.required || !strings.Contains(err.Error(), "didn't provide a certificate") {
+		return
+	}
+	p.log.WithFields(logrus.Fields{"host": sni, "client": client, "reason": "no client certificate presented"}).Warn("client certificate refused")
 }

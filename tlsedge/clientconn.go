@@ -83,27 +83,59 @@ var errRefused = errors.New("too many connections from this address")
 // error nc is already closed.
 func (g *frontGate) admit(nc net.Conn) (*clientConn, error) {
 	c := &clientConn{Conn: nc, gate: g}
-	peer := addrOf(nc.RemoteAddr())
-	c.client = peer
-	if g.trusted != nil {
-		nc.SetReadDeadline(time.Now().Add(g.handshakeTimeout)) //nolint:errcheck // a dead conn fails the read
-		if err := c.readProxyHeader(g.trusted.Contains(peer)); err != nil {
-			nc.Close()
+	c.client = addrOf(nc.RemoteAddr())
+	trusted := g.trusted != nil && g.trusted.Contains(c.client)
+	if !trusted {
+		// The peer is the client whatever it sends: it is counted before
+		// anything is read, and while a PROXY header (to be dropped) is
+		// awaited it holds a handshake slot, so that idle connections
+		// cannot escape the limits.
+		if err := g.countConn(c); err != nil {
+			return nil, err
+		}
+		if g.trusted == nil {
+			return c, nil
+		}
+		if !g.startHandshake(c) {
+			c.Close()
+			return nil, errRefused
+		}
+		c.hsCounted = true
+	}
+	nc.SetReadDeadline(time.Now().Add(g.handshakeTimeout)) //nolint:errcheck // a dead conn fails the read
+	if err := c.readProxyHeader(trusted); err != nil {
+		if c.hsCounted {
+			g.endHandshake(c)
+		}
+		c.Close()
+		return nil, err
+	}
+	if trusted {
+		if err := g.countConn(c); err != nil {
 			return nil, err
 		}
 	}
+	return c, nil
+}
+
+// countConn counts c as an open connection of its client, or closes it.
+func (g *frontGate) countConn(c *clientConn) error {
 	if !g.counts.add(c.client, countConns, g.maxConns) {
 		g.refusedConns.Add(1)
-		nc.Close()
-		return nil, errRefused
+		c.Conn.Close()
+		return errRefused
 	}
 	c.counted = true
-	return c, nil
+	return nil
 }
 
 // startHandshake counts a handshake of c's client; endHandshake must
 // follow when it reports true.
 func (g *frontGate) startHandshake(c *clientConn) bool {
+	if c.hsCounted { // admit took the slot for this handshake
+		c.hsCounted = false
+		return true
+	}
 	if g.counts.add(c.client, countHandshakes, g.maxHS) {
 		return true
 	}
@@ -121,7 +153,10 @@ type clientConn struct {
 	remote  net.Addr // from a trusted PROXY header; nil: the peer
 	ahead   []byte   // bytes read past the PROXY header
 	counted bool
-	closed  atomic.Bool
+	// hsCounted: admit holds a handshake slot (an untrusted peer waited
+	// on for a PROXY header); startHandshake takes it over.
+	hsCounted bool
+	closed    atomic.Bool
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {

@@ -65,6 +65,7 @@ func (s *Server) handshake(ctx context.Context, raw net.Conn) {
 	nc.SetDeadline(time.Time{}) //nolint:errcheck
 	s.gate.endHandshake(nc)
 	if err != nil {
+		s.snap.Load().clientAuth.logMissing(tc.ConnectionState().ServerName, nc.RemoteAddr().String(), err)
 		if s.log.Logger.IsLevelEnabled(debugLevel) {
 			s.log.WithError(err).WithField("client", nc.RemoteAddr().String()).Debug("TLS handshake failed")
 		}

@@ -93,6 +93,7 @@ func compile(cfg *config.Config, d compileDeps) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	table.poll = d.certPoll
 	snap.clientAuth = table
 	var keys []session.Key
 	for i := range cfg.Apps {
