@@ -2,6 +2,7 @@ package tlsedge
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/tlsedge/tlsedge/config"
@@ -13,6 +14,7 @@ import (
 //
 // For every request, before routing (frontChain):
 //
+//	HTTP/2 head size     431 over the HTTP/1.1 parser's 64 KiB (h2HeadLimit)
 //	real client address  X-Forwarded-For/Forwarded believed from trusted proxies only
 //	frontend allow/deny  403
 //	frontend rate limit  429 + Retry-After
@@ -20,14 +22,15 @@ import (
 //
 // Then per app (filterChain), outermost first:
 //
-//	allow/deny           403: a refused client costs nothing more
+//	request id           X-Request-Id, seen by everything after and the access log
+//	error pages          replaces the bodies of tlsedge's errors (and the backend's, if asked),
+//	                     the refusals below included; {request_id} filled in
+//	allow/deny           403: a refused client costs an id, nothing more
 //	rate limit           429 + Retry-After
 //	client certificate   421 when the connection was made for another host's policy;
 //	                     X-Client-Cert-* always stripped, set from a verified certificate
 //	limits               414 URL, 431 header fields, 431 cookie
 //	path normalisation   400 for %2F, %5C, %00, climbing above the root
-//	request id           X-Request-Id, seen by everything after and the access log
-//	error pages          replaces the bodies of tlsedge's errors (and the backend's, if asked)
 //	header rules         request rules now, response rules when the head goes out
 //	                     (after the defaults below, so an operator's rule has the last word)
 //	response headers     hidden headers, HSTS, nosniff and security headers, backend URLs
@@ -69,7 +72,39 @@ func frontChain(fe *config.Frontend, next http.Handler) (http.Handler, error) {
 			return nil, err
 		}
 	}
-	return h, nil
+	return h2HeadLimit(h), nil
+}
+
+// h2HeadLimit gives HTTP/2 requests the HTTP/1.1 parser's limit on the
+// bytes of a head (maxHeaderBytes, the fields counted as HTTP/1.1 lines;
+// the target is left to the apps' max_url, 414, as the HTTP/1.1 parser
+// answers a long request line 414 first). Go's HTTP/2 server enforces
+// MaxHeaderBytes too, but with 320 bytes of slack and 32 bytes counted per
+// field, so a head of a few fields a little over 64 KiB (one 64 KiB value)
+// reached the backend where HTTP/1.1 answers 431. Heads far over it never
+// get here: that server refuses them.
+func h2HeadLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && h1HeadSize(r) > maxHeaderBytes {
+			w.Header()["Content-Type"] = []string{"text/plain; charset=utf-8"}
+			w.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
+			io.WriteString(w, "431 request head over 65536 bytes\n") //nolint:errcheck // the client may be gone
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// h1HeadSize is the size of r's header fields written as HTTP/1.1 lines,
+// Host included.
+func h1HeadSize(r *http.Request) int {
+	n := len("Host: \r\n") + len(r.Host)
+	for name, values := range r.Header {
+		for _, v := range values {
+			n += len(name) + len(v) + len(": \r\n")
+		}
+	}
+	return n
 }
 
 func rateLimitConfig(rate string, burst int) (filter.RateLimitConfig, error) {
@@ -158,14 +193,6 @@ func filterChain(app *config.App, next http.Handler, deps appFilters) (http.Hand
 			return nil, fail("request_headers", "", err)
 		}
 	}
-	if len(app.ErrorPages) > 0 {
-		if h, err = filter.ErrorPages(h, filter.ErrorPagesConfig{Pages: app.ErrorPages, ReplaceBackend: app.ReplaceBackendErrors}); err != nil {
-			return nil, fail("error_pages", "", err)
-		}
-	}
-	if app.RequestID != config.Off {
-		h = filter.RequestID(h)
-	}
 	if app.PathNormalize != config.Off {
 		cfg := filter.PathNormConfig{AllowEncodedSlash: app.PathNormalize == config.PathNormAllowEncodedSlash}
 		if h, err = filter.PathNorm(h, cfg); err != nil {
@@ -196,6 +223,16 @@ func filterChain(app *config.App, next http.Handler, deps appFilters) (http.Hand
 	}
 	if h, err = filter.IPACL(h, filter.IPACLConfig{Allow: app.Allow, Deny: app.Deny}); err != nil {
 		return nil, fail("allow/deny", "", err)
+	}
+	// Outside every filter that answers by itself (MarkGenerated), so that
+	// their 403, 429, 421, 414, 431 and 400 get the pages too.
+	if len(app.ErrorPages) > 0 {
+		if h, err = filter.ErrorPages(h, filter.ErrorPagesConfig{Pages: app.ErrorPages, ReplaceBackend: app.ReplaceBackendErrors}); err != nil {
+			return nil, fail("error_pages", "", err)
+		}
+	}
+	if app.RequestID != config.Off {
+		h = filter.RequestID(h)
 	}
 	return h, nil
 }
