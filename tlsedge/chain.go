@@ -15,6 +15,7 @@ import (
 // For every request, before routing (frontChain):
 //
 //	HTTP/2 head size     431 over the HTTP/1.1 parser's 64 KiB (h2HeadLimit)
+//	HTTP/2 body pauses   the stream ends after body_timeout (h2BodyIdle)
 //	real client address  X-Forwarded-For/Forwarded believed from trusted proxies only
 //	frontend allow/deny  403
 //	frontend rate limit  429 + Retry-After
@@ -72,7 +73,7 @@ func frontChain(fe *config.Frontend, next http.Handler) (http.Handler, error) {
 			return nil, err
 		}
 	}
-	return h2HeadLimit(h), nil
+	return h2HeadLimit(h2BodyIdle(h, fe.BodyTimeout.D())), nil
 }
 
 // h2HeadLimit gives HTTP/2 requests the HTTP/1.1 parser's limit on the

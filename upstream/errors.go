@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 )
 
@@ -69,7 +70,8 @@ const StatusClientClosedRequest = 499
 // gets. It is the only place that does, so error pages, access logs and
 // metrics agree:
 //
-//   - 400 Bad Request when the client's request body could not be read.
+//   - 400 Bad Request when the client's request body could not be read;
+//     408 Request Timeout when it stopped coming (frontend.body_timeout).
 //   - 503 Service Unavailable when no backend could be tried (ErrNoBackend):
 //     the service is known to be down, the client may come back later.
 //   - 504 Gateway Timeout when a backend did not connect or answer in time
@@ -79,6 +81,10 @@ const StatusClientClosedRequest = 499
 func StatusCode(err error) int {
 	var ce *clientBodyError
 	if errors.As(err, &ce) {
+		var ne net.Error
+		if errors.Is(ce.err, os.ErrDeadlineExceeded) || errors.As(ce.err, &ne) && ne.Timeout() {
+			return http.StatusRequestTimeout // the client paused longer than the body timeout
+		}
 		return http.StatusBadRequest
 	}
 	var qe *QueueError
@@ -104,6 +110,7 @@ func newErrorPages() errorPages {
 	pages := make(errorPages)
 	for code, msg := range map[int]string{
 		http.StatusBadRequest:         "The request body could not be read.",
+		http.StatusRequestTimeout:     "The request body stopped coming.",
 		http.StatusBadGateway:         "The server could not get a valid response from the application.",
 		http.StatusServiceUnavailable: "The application is temporarily unavailable.",
 		http.StatusGatewayTimeout:     "The application did not respond in time.",
