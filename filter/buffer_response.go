@@ -8,11 +8,14 @@ package filter
 // from the handler goroutine, which costs no backend anything.
 //
 // Nothing of the response leaves before next returns or the body outgrows
-// the buffer, so a whole response gets an exact Content-Length. What must
-// not wait is passed through untouched: a next that flushes (streaming;
-// note that httputil.ReverseProxy flushes every write of a response
-// without Content-Length), text/event-stream, responses announcing
-// trailers, 101 Switching Protocols and hijacked connections.
+// the buffer, so a whole response gets an exact Content-Length. A flush
+// does not end the holding: proxies flush every read of a response
+// without Content-Length (httputil.ReverseProxy, tlsedge's own), which
+// would otherwise exempt every chunked backend answer. What must not wait
+// is known by its head and passed through untouched: text/event-stream,
+// application/grpc, a backend's "X-Accel-Buffering: no" (nginx's
+// convention), responses announcing trailers, 101 Switching Protocols and
+// hijacked connections.
 //
 // Headers are not copied: next's changes to w.Header() after WriteHeader
 // still count while the response is buffered (net/http would ignore them).
@@ -141,13 +144,12 @@ func (w *bufWriter) Write(p []byte) (int, error) {
 	return w.buf.Write(p)
 }
 
-// FlushError is what http.ResponseController.Flush calls: a flushing next
-// is streaming, so the response passes through from here on.
+// FlushError is what http.ResponseController.Flush calls. While the
+// response is held, a flush is a no-op (see the top of the file); after,
+// it reaches the client.
 func (w *bufWriter) FlushError() error {
 	if w.state == bufHolding {
-		if err := w.passThrough(); err != nil {
-			return err
-		}
+		return nil
 	}
 	return http.NewResponseController(w.ResponseWriter).Flush()
 }
@@ -207,17 +209,25 @@ func mustStream(h http.Header) bool {
 	if h["Trailer"] != nil {
 		return true
 	}
+	if xa := h["X-Accel-Buffering"]; len(xa) > 0 && strings.EqualFold(strings.TrimSpace(xa[0]), "no") {
+		return true
+	}
 	ct := h["Content-Type"]
 	if len(ct) == 0 {
 		return false
 	}
 	v := strings.TrimLeft(ct[0], " \t")
-	const sse = "text/event-stream"
-	if len(v) < len(sse) || !strings.EqualFold(v[:len(sse)], sse) {
+	return hasMediaType(v, "text/event-stream") || hasMediaType(v, "application/grpc")
+}
+
+// hasMediaType reports whether the Content-Type value v is of type mt
+// (parameters and, for application/grpc, +proto style suffixes allowed).
+func hasMediaType(v, mt string) bool {
+	if len(v) < len(mt) || !strings.EqualFold(v[:len(mt)], mt) {
 		return false
 	}
-	v = v[len(sse):]
-	return v == "" || v[0] == ';' || v[0] == ' ' || v[0] == '\t'
+	v = v[len(mt):]
+	return v == "" || v[0] == ';' || v[0] == ' ' || v[0] == '\t' || v[0] == '+'
 }
 
 // statusAllowsBody is net/http's rule (RFC 9110 sections 6.4.1, 15.3.5, 15.4.5).

@@ -111,18 +111,21 @@ func TestResponseBufferOverflow(t *testing.T) {
 	}
 }
 
-// Streaming responses pass through: a flush (either way of asking) or an
-// event-stream type sends what was written while the handler still runs.
+// Streaming responses pass through: an event-stream or gRPC type, or a
+// backend's X-Accel-Buffering: no, sends what was written while the
+// handler still runs.
 func TestResponseBufferStreaming(t *testing.T) {
 	events := strings.Repeat("data: tick\n\n", 2000) // more than net/http buffers
 	for name, stream := range map[string]func(t *testing.T, w http.ResponseWriter){
-		"ResponseController": func(t *testing.T, w http.ResponseWriter) {
+		"X-Accel-Buffering": func(t *testing.T, w http.ResponseWriter) {
+			w.Header().Set("X-Accel-Buffering", "no")
 			w.Write([]byte("data: first\n\n"))
 			if err := http.NewResponseController(w).Flush(); err != nil {
 				t.Error(err)
 			}
 		},
-		"Flusher": func(t *testing.T, w http.ResponseWriter) {
+		"gRPC": func(t *testing.T, w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/grpc+proto")
 			w.Write([]byte("data: first\n\n"))
 			w.(http.Flusher).Flush()
 		},
@@ -276,9 +279,9 @@ func TestResponseBufferAbort(t *testing.T) {
 	}
 }
 
-// Behind httputil.ReverseProxy: a backend response with a length is held
-// and gets its length; one without streams, because the proxy flushes
-// each of its writes.
+// Behind httputil.ReverseProxy: a backend response is held and gets its
+// length, with or without one from the backend, although the proxy
+// flushes each write of the chunked one.
 func TestResponseBufferProxy(t *testing.T) {
 	want := bufPattern(100 << 10)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -290,7 +293,7 @@ func TestResponseBufferProxy(t *testing.T) {
 	defer backend.Close()
 	u, _ := url.Parse(backend.URL)
 	srv := newResponseBuffer(t, httputil.NewSingleHostReverseProxy(u), ResponseBufferConfig{})
-	for path, length := range map[string]int64{"/length": int64(len(want)), "/chunked": -1} {
+	for path, length := range map[string]int64{"/length": int64(len(want)), "/chunked": int64(len(want))} {
 		resp, err := srv.Client().Get(srv.URL + path)
 		if err != nil {
 			t.Fatal(err)
@@ -330,5 +333,30 @@ func TestResponseBufferMemBuf(t *testing.T) {
 			t.Errorf("%d bytes: writeTo %d bytes, readAt differs: %v", n, out.Len(), !bytes.Equal(got, want))
 		}
 		b.free()
+	}
+}
+
+// A flush while the response is held keeps it held: a plain response
+// that flushes (as proxies do for chunked backend answers) still frees
+// the handler before the client reads, and gets a Content-Length.
+func TestResponseBufferFlushHeld(t *testing.T) {
+	body := bufPattern(64 << 10)
+	returned := make(chan struct{})
+	srv := newResponseBuffer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(returned)
+		for i := 0; i < len(body); i += 4096 {
+			w.Write(body[i : i+4096])             //nolint:errcheck
+			http.NewResponseController(w).Flush() //nolint:errcheck
+		}
+	}), ResponseBufferConfig{})
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-returned
+	got, _ := io.ReadAll(resp.Body)
+	if !bytes.Equal(got, body) || resp.ContentLength != int64(len(body)) {
+		t.Errorf("%d bytes, Content-Length %d; want %d and its length", len(got), resp.ContentLength, len(body))
 	}
 }

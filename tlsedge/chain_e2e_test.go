@@ -434,13 +434,24 @@ func TestBufferRequestsEndToEnd(t *testing.T) {
 // of a real network (set on the listeners, inherited by their sockets).
 func TestBufferResponsesEndToEnd(t *testing.T) {
 	body := strings.Repeat("r", 1<<20)
-	for _, buffered := range []bool{true, false} {
-		t.Run(fmt.Sprintf("buffered=%v", buffered), func(t *testing.T) {
+	for _, tc := range []struct {
+		buffered, chunked bool
+	}{{true, false}, {true, true}, {false, false}} {
+		buffered := tc.buffered
+		t.Run(fmt.Sprintf("buffered=%v,chunked=%v", tc.buffered, tc.chunked), func(t *testing.T) {
 			returned := make(chan struct{})
 			be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				defer close(returned)
-				w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-				io.WriteString(w, body) //nolint:errcheck
+				if !tc.chunked {
+					w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+					io.WriteString(w, body) //nolint:errcheck
+					return
+				}
+				// Chunked, in pieces the proxy flushes one by one.
+				for i := 0; i < len(body); i += 64 << 10 {
+					io.WriteString(w, body[i:i+64<<10])   //nolint:errcheck
+					http.NewResponseController(w).Flush() //nolint:errcheck
+				}
 			}))
 			sockOpt(t, be.Listener.(*net.TCPListener), syscall.SO_SNDBUF, 32<<10)
 			be.Start()
