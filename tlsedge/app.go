@@ -77,21 +77,25 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 
 // ServeHTTP runs the app's chain. A request a filter answered itself
 // (403, 405, 413, 429, ...) never reaches serve, which writes the access
-// log line: refusalWriter records its status and size, so that it is
-// logged too.
+// log line: the refusalWriter the server put under w (or one of our own)
+// records its status and size, so that it is logged too, once.
 func (a *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if a.access == nil {
 		a.chain.ServeHTTP(w, r)
 		return
 	}
-	rw := refusalPool.Get().(*refusalWriter)
-	*rw = refusalWriter{ResponseWriter: w, start: a.now()}
-	a.chain.ServeHTTP(rw, r)
-	if !rw.served {
-		a.logRefusal(rw, r)
+	rw, shared := w.(*refusalWriter)
+	if !shared {
+		rw = newRefusalWriter(w, a.now())
 	}
-	*rw = refusalWriter{}
-	refusalPool.Put(rw)
+	a.chain.ServeHTTP(rw, r)
+	if !rw.logged {
+		a.logRefusal(rw, r)
+		rw.logged = true
+	}
+	if !shared {
+		rw.release()
+	}
 }
 
 // serve is the app behind its filters: sticky affinity, the proxy, the

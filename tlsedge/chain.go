@@ -113,6 +113,9 @@ func rateLimitConfig(rate string, burst int) (filter.RateLimitConfig, error) {
 	if err != nil {
 		return filter.RateLimitConfig{}, err
 	}
+	if burst == 0 {
+		burst = r.N // 100/1m lets 100 come at once, then one every 0.6 s
+	}
 	return filter.RateLimitConfig{Rate: float64(r.N) / r.Per.D().Seconds(), Burst: burst}, nil
 }
 

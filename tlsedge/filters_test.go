@@ -1,6 +1,7 @@
 package tlsedge
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -138,5 +139,29 @@ func TestIPListsFromConfig(t *testing.T) {
 	bad.Normalize(bad.StateDir)
 	if _, err := New(bad, Options{Log: logrus.New()}); err == nil || !strings.Contains(err.Error(), "10.0.0.0/33") {
 		t.Errorf("bad allow list: %v", err)
+	}
+}
+
+// Requests refused before routing (the frontend's lists and rate) are in
+// the access log, once; served ones once too.
+func TestFrontendRefusalLogged(t *testing.T) {
+	be := startBackend(t, "b1")
+	g := startGateway(t, &config.Config{
+		Frontend: config.Frontend{RateLimit: "2/1m"},
+		Apps:     []config.App{{Hosts: []string{"shop.example.com"}, Backends: []config.Backend{{Addr: be.addr()}}}},
+	})
+	c := g.client(false)
+	var codes []int
+	for i := 0; i < 3; i++ {
+		resp, _ := get(t, c, "https://shop.example.com/n", "")
+		codes = append(codes, resp.StatusCode)
+	}
+	if fmt.Sprint(codes) != "[200 200 429]" {
+		t.Fatalf("statuses %v, want [200 200 429]", codes)
+	}
+	eventually(t, "three access-log lines", func() bool { return strings.Count(g.access.String(), "\n") >= 3 })
+	log := g.access.String()
+	if strings.Count(log, "\n") != 3 || strings.Count(log, `"GET shop.example.com /n" 200`) != 2 || strings.Count(log, `"GET shop.example.com /n" 429`) != 1 {
+		t.Errorf("access log:\n%s", log)
 	}
 }

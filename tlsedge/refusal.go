@@ -8,18 +8,30 @@ import (
 	"github.com/tlsedge/tlsedge/filter"
 )
 
-// refusalWriter sits outside an app's filter chain and records what a
-// filter answered, for the access log of requests that never reached
-// the proxy. It is pooled: one per request in flight.
+// refusalWriter sits under every filter (the server puts it in front of
+// the frontend chain) and records what a filter answered, for the access
+// log of requests that never reached the proxy. It is pooled: one per
+// request in flight.
 type refusalWriter struct {
 	http.ResponseWriter
 	start  time.Time
 	status int
 	bytes  int64
-	served bool // the request reached serve, which logs it
+	logged bool // someone wrote the request's access-log line
 }
 
 var refusalPool = sync.Pool{New: func() any { return new(refusalWriter) }}
+
+func newRefusalWriter(w http.ResponseWriter, now time.Time) *refusalWriter {
+	rw := refusalPool.Get().(*refusalWriter)
+	*rw = refusalWriter{ResponseWriter: w, start: now}
+	return rw
+}
+
+func (w *refusalWriter) release() {
+	*w = refusalWriter{}
+	refusalPool.Put(w)
+}
 
 func (w *refusalWriter) WriteHeader(code int) {
 	if w.status == 0 && code >= 200 {
@@ -41,12 +53,12 @@ func (w *refusalWriter) Write(p []byte) (int, error) {
 func (w *refusalWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // markServed tells the refusalWriter beneath w's filter wrappers that
-// serve has the request. The walk is a few type assertions: the chain's
-// wrappers all Unwrap.
+// the request's line is written by whoever has it now (serve, routing).
+// The walk is a few type assertions: the chain's wrappers all Unwrap.
 func markServed(w http.ResponseWriter) {
 	for i := 0; i < 16 && w != nil; i++ {
 		if rw, ok := w.(*refusalWriter); ok {
-			rw.served = true
+			rw.logged = true
 			return
 		}
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
@@ -77,4 +89,24 @@ func (a *appHandler) logRefusal(w *refusalWriter, r *http.Request) {
 		e.TLS = r.TLS.Version
 	}
 	a.access.Log(e)
+}
+
+// logFront writes the access-log line of a request the frontend filters
+// answered before routing (frontend allow/deny, rate limit, HTTP/2 head
+// size): no app is named.
+func (snap *snapshot) logFront(w *refusalWriter, r *http.Request) {
+	e := accessEntry{
+		Time:     w.start,
+		ClientIP: clientIP(r),
+		Method:   r.Method,
+		Host:     r.Host,
+		Path:     r.URL.Path,
+		Status:   w.status,
+		Bytes:    w.bytes,
+		Duration: time.Since(w.start),
+	}
+	if r.TLS != nil {
+		e.TLS = r.TLS.Version
+	}
+	snap.access.Log(e)
 }

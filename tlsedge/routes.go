@@ -140,6 +140,7 @@ func (snap *snapshot) route(w http.ResponseWriter, r *http.Request) {
 		writePage(w, http.StatusNotFound, "Not found", "There is nothing at this path.")
 	}
 	snap.logLocal(r, res)
+	markServed(w)
 }
 
 // logLocal records a request answered by tlsedge itself.

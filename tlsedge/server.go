@@ -324,7 +324,17 @@ func serveErr(err error) error {
 // serveHTTPS hands a request to the current snapshot: the frontend
 // filters, then routing to an app.
 func (s *Server) serveHTTPS(w http.ResponseWriter, r *http.Request) {
-	s.snap.Load().front.ServeHTTP(w, r)
+	snap := s.snap.Load()
+	if snap.access == nil {
+		snap.front.ServeHTTP(w, r)
+		return
+	}
+	rw := newRefusalWriter(w, time.Now())
+	snap.front.ServeHTTP(rw, r)
+	if !rw.logged {
+		snap.logFront(rw, r)
+	}
+	rw.release()
 }
 
 // serveRedirect answers every plain-HTTP request with a permanent redirect
