@@ -12,10 +12,10 @@ FUZZTIME  ?= 100000x
 BIN       := bin/tlsedge
 # Debian packages the tests run for real: curl runs the demo's printed
 # command, redis-server backs the shared ACME storage, testssl.sh audits
-# the TLS listener. (Pebble, the ACME test CA, and h2spec, the HTTP/2
+# the TLS listener, libssl-dev builds the -tags openssl variant. (Pebble, the ACME test CA, and h2spec, the HTTP/2
 # conformance suite, are built from go.mod's tool directives by the tests
 # themselves.)
-TEST_DEBS := curl redis-server testssl.sh
+TEST_DEBS := curl redis-server testssl.sh libssl-dev
 
 # Every fuzz target: package:Target.
 FUZZ_TARGETS := \
@@ -46,10 +46,15 @@ FUZZ_TARGETS := \
 	./filter:FuzzNormalizePath \
 	./filter:FuzzAcceptEncoding
 
-.PHONY: build demo test test-deps vet unit fuzz bench lint clean
+.PHONY: build build-openssl demo test test-deps vet unit fuzz bench lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tlsedge
+
+# The variant whose RSA signatures go through OpenSSL's libcrypto (cgo,
+# libssl-dev to build, libcrypto3 to run): 4x faster RSA handshakes.
+build-openssl:
+	CGO_ENABLED=1 $(GO) build -tags openssl -o $(BIN)-openssl ./cmd/tlsedge
 
 demo:
 	$(GO) run ./cmd/tlsedge demo
@@ -72,6 +77,8 @@ unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@echo "the end-to-end tests again with HTTP/2 clients (net/http's server instead of ours):"
 	TLSEDGE_TEST_H2=1 $(GO) test -race -count=1 -skip 'ACME|OnDemand|Autocert|Slowloris|TestSSL|H2Spec|Probes' ./tlsedge/
+	@echo "the libcrypto RSA signer (-tags openssl) and the TCP mode and handshakes built with it:"
+	CGO_ENABLED=1 $(GO) test -race -count=1 -tags openssl -run 'OpenSSL|TCP|StaticCertificates|RSA' ./certs/ ./tlsedge/
 	@echo "1 GiB streaming and allocation tests without -race (memory bounds are asserted there):"
 	TLSEDGE_FULL_STREAM=1 $(GO) test -count=1 -timeout 15m -run 'GiB|Allocations' ./upstream/ ./tlsedge/
 

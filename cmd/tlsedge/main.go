@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/tlsedge/tlsedge/certs"
 )
 
 // Exit codes: 0 fine, 1 failed while running, 2 bad usage or configuration
@@ -45,7 +47,11 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "version":
-		fmt.Fprintln(stdout, "tlsedge", versionString())
+		rsa := "RSA signatures: crypto/rsa"
+		if certs.OpenSSLSigning {
+			rsa = "RSA signatures: OpenSSL libcrypto"
+		}
+		fmt.Fprintln(stdout, "tlsedge", versionString(), "("+rsa+")")
 		return exitOK
 	case "help":
 		var v flagValues
