@@ -33,21 +33,27 @@ import (
 // they reach zero, so its size is bounded by the open connections, and
 // no lock is shared by all connections.
 
-// frontGate holds the frontend settings of the process.
+// frontGate holds the frontend settings of the process: the settings are
+// swapped whole by a reload, the counts of open connections stay.
 type frontGate struct {
+	settings     atomic.Pointer[gateSettings]
+	counts       addrCounts
+	refusedConns atomic.Uint64
+	refusedHS    atomic.Uint64
+}
+
+// gateSettings are one configuration's frontend settings; immutable.
+type gateSettings struct {
 	trusted          *filter.TrustedSet // nil: no PROXY headers read
 	maxConns, maxHS  int                // <= 0: no limit
 	handshakeTimeout time.Duration
 	headerTimeout    time.Duration
 	bodyTimeout      time.Duration
 	idleTimeout      time.Duration
-	counts           addrCounts
-	refusedConns     atomic.Uint64
-	refusedHS        atomic.Uint64
 }
 
-func newFrontGate(fe *config.Frontend) (*frontGate, error) {
-	g := &frontGate{
+func newGateSettings(fe *config.Frontend) (*gateSettings, error) {
+	g := &gateSettings{
 		maxConns:         fe.MaxConnsPerIP,
 		maxHS:            fe.MaxHandshakesPerIP,
 		handshakeTimeout: orDefault(fe.HandshakeTimeout.D(), config.DefaultHandshakeTimeout),
@@ -62,11 +68,24 @@ func newFrontGate(fe *config.Frontend) (*frontGate, error) {
 		}
 		g.trusted = &t
 	}
+	return g, nil
+}
+
+func newFrontGate(fe *config.Frontend) (*frontGate, error) {
+	st, err := newGateSettings(fe)
+	if err != nil {
+		return nil, err
+	}
+	g := &frontGate{}
+	g.settings.Store(st)
 	for i := range g.counts.shards {
 		g.counts.shards[i].m = map[netip.Addr]*addrCount{}
 	}
 	return g, nil
 }
+
+// cur is the current settings.
+func (g *frontGate) cur() *gateSettings { return g.settings.Load() }
 
 func orDefault(d, def time.Duration) time.Duration {
 	if d <= 0 {
@@ -82,9 +101,10 @@ var errRefused = errors.New("too many connections from this address")
 // (its RemoteAddr is the real client, its Close releases the count); on
 // error nc is already closed.
 func (g *frontGate) admit(nc net.Conn) (*clientConn, error) {
+	st := g.cur()
 	c := &clientConn{Conn: nc, gate: g}
 	c.client = addrOf(nc.RemoteAddr())
-	trusted := g.trusted != nil && g.trusted.Contains(c.client)
+	trusted := st.trusted != nil && st.trusted.Contains(c.client)
 	if !trusted {
 		// The peer is the client whatever it sends: it is counted before
 		// anything is read, and while a PROXY header (to be dropped) is
@@ -93,7 +113,7 @@ func (g *frontGate) admit(nc net.Conn) (*clientConn, error) {
 		if err := g.countConn(c); err != nil {
 			return nil, err
 		}
-		if g.trusted == nil {
+		if st.trusted == nil {
 			return c, nil
 		}
 		if !g.startHandshake(c) {
@@ -102,7 +122,7 @@ func (g *frontGate) admit(nc net.Conn) (*clientConn, error) {
 		}
 		c.hsCounted = true
 	}
-	nc.SetReadDeadline(time.Now().Add(g.handshakeTimeout)) //nolint:errcheck // a dead conn fails the read
+	nc.SetReadDeadline(time.Now().Add(st.handshakeTimeout)) //nolint:errcheck // a dead conn fails the read
 	if err := c.readProxyHeader(trusted); err != nil {
 		if c.hsCounted {
 			g.endHandshake(c)
@@ -120,7 +140,7 @@ func (g *frontGate) admit(nc net.Conn) (*clientConn, error) {
 
 // countConn counts c as an open connection of its client, or closes it.
 func (g *frontGate) countConn(c *clientConn) error {
-	if !g.counts.add(c.client, countConns, g.maxConns) {
+	if !g.counts.add(c.client, countConns, g.cur().maxConns) {
 		g.refusedConns.Add(1)
 		c.Conn.Close()
 		return errRefused
@@ -136,7 +156,7 @@ func (g *frontGate) startHandshake(c *clientConn) bool {
 		c.hsCounted = false
 		return true
 	}
-	if g.counts.add(c.client, countHandshakes, g.maxHS) {
+	if g.counts.add(c.client, countHandshakes, g.cur().maxHS) {
 		return true
 	}
 	g.refusedHS.Add(1)

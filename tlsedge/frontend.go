@@ -60,7 +60,7 @@ func (s *Server) handshake(ctx context.Context, raw net.Conn) {
 	tc := tls.Server(nc, s.tlsConf)
 	// A deadline, not HandshakeContext with a timeout: a cancellable
 	// context makes crypto/tls start a watcher goroutine per handshake.
-	nc.SetDeadline(time.Now().Add(s.gate.handshakeTimeout)) //nolint:errcheck // a dead conn fails the handshake
+	nc.SetDeadline(time.Now().Add(s.gate.cur().handshakeTimeout)) //nolint:errcheck // a dead conn fails the handshake
 	err = tc.Handshake()
 	nc.SetDeadline(time.Time{}) //nolint:errcheck
 	s.gate.endHandshake(nc)

@@ -166,7 +166,7 @@ func (c *h1Conn) waitRequest() bool {
 	if c.br == nil || c.br.Buffered() == 0 {
 		// Nothing pipelined: wait without buffers.
 		c.release()
-		c.nc.SetReadDeadline(time.Now().Add(c.srv.gate.idleTimeout)) //nolint:errcheck // a dead conn fails the read
+		c.nc.SetReadDeadline(time.Now().Add(c.srv.gate.cur().idleTimeout)) //nolint:errcheck // a dead conn fails the read
 		if n, err := c.nc.Read(c.src.b[:]); n == 0 {
 			_ = err // EOF, timeout, reset: the connection is done
 			return false
@@ -181,7 +181,7 @@ func (c *h1Conn) waitRequest() bool {
 // serveOne reads and answers one request. keep reports whether the
 // connection may carry another; hijacked that the handler took it.
 func (c *h1Conn) serveOne() (keep, hijacked bool) {
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.gate.headerTimeout)) //nolint:errcheck
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.gate.cur().headerTimeout)) //nolint:errcheck
 	r := &c.req
 	*r = c.base
 	c.url = url.URL{}
@@ -199,7 +199,7 @@ func (c *h1Conn) serveOne() (keep, hijacked bool) {
 		cont = c.sendContinue
 	}
 	c.body.reset(c.br, &c.head, cont)
-	c.body.conn, c.body.timeout = c.nc, c.srv.gate.bodyTimeout
+	c.body.conn, c.body.timeout = c.nc, c.srv.gate.cur().bodyTimeout
 	if c.head.length != 0 {
 		r.Body = &c.body
 	} else {

@@ -72,6 +72,7 @@ type Server struct {
 	handler       http.Handler // routes a request to its app
 
 	gate         *frontGate // PROXY headers, per-client limits, timeouts
+	runner       snapRunner // the running snapshot's background work
 	shuttingDown atomic.Bool
 	conns        connTracker
 	dates        dateCache
@@ -246,15 +247,24 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer tick.Stop()
 	goRun(func() { s.tickets.Run(bg, tick.C) })
 	snap := s.snap.Load()
-	goRun(func() { snap.run(bg) })
+	s.runner.mu.Lock()
+	s.runner.bg = bg
+	s.runner.start(snap)
+	s.runner.mu.Unlock()
+	defer func() {
+		s.runner.mu.Lock()
+		s.runner.stop()
+		s.runner.bg = nil // no reload after the end
+		s.runner.mu.Unlock()
+	}()
 
 	errLog, closeErrLog := newStdLogger(s.opts.Log.WithField("component", "http"))
 	// Its pipe has a reader goroutine that holds the logger: end it.
 	defer closeErrLog()
 	s.tlsSrv = &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: s.gate.headerTimeout,
-		IdleTimeout:       s.gate.idleTimeout,
+		ReadHeaderTimeout: s.gate.cur().headerTimeout,
+		IdleTimeout:       s.gate.cur().idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
 		// No TLSConfig: connections arrive handshaken, and

@@ -200,7 +200,7 @@ func (s *Server) serveTCPConn(ctx context.Context, listen string, c net.Conn) {
 	sni := ""
 	if !routes.plain {
 		tc := tls.Server(c, s.tcpTLSConf)
-		c.SetDeadline(time.Now().Add(s.gate.handshakeTimeout)) //nolint:errcheck // a dead conn fails the handshake
+		c.SetDeadline(time.Now().Add(s.gate.cur().handshakeTimeout)) //nolint:errcheck // a dead conn fails the handshake
 		if !s.gate.startHandshake(cc) {
 			c.Close()
 			return

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tlsedge/tlsedge/certs"
+	"github.com/tlsedge/tlsedge/config"
 )
 
 // Exit codes: 0 fine, 1 failed while running, 2 bad usage or configuration
@@ -89,7 +90,17 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "certs":
 		return runCerts(ctx, cfg, stdout, stderr, time.Now())
 	}
-	return runServe(ctx, cfg, stdout, stderr)
+	// SIGHUP reads the configuration again from the same flags and file.
+	reread := func() (*config.Config, error) {
+		var v2 flagValues
+		fs2 := newFlagSet("tlsedge "+cmd, &v2)
+		fs2.SetOutput(io.Discard)
+		if err := fs2.Parse(args); err != nil {
+			return nil, err
+		}
+		return loadConfig(fs2, &v2, getenv, uid)
+	}
+	return runServe(ctx, cfg, reread, stdout, stderr)
 }
 
 func versionString() string {

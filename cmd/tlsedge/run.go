@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime/pprof"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
 
@@ -15,7 +17,7 @@ import (
 )
 
 // runServe validates, compiles, listens and serves until ctx ends.
-func runServe(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) int {
+func runServe(ctx context.Context, cfg *config.Config, reread func() (*config.Config, error), stdout, stderr io.Writer) int {
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "tlsedge: invalid configuration:\n%v\n", indent(err))
 		return exitUsage
@@ -42,6 +44,8 @@ func runServe(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer)
 	} else {
 		defer stop()
 	}
+	stopHUP := reloadOnSignal(ctx, srv, reread, log.WithField("component", "reload"))
+	defer stopHUP()
 	if err := srv.Serve(ctx); err != nil {
 		log.WithError(err).Error("server stopped")
 		return exitFailed
@@ -127,4 +131,32 @@ func startProfiles(getenv func(string) string) (stop func(), err error) {
 			}
 		}
 	}, nil
+}
+
+// reloadOnSignal reloads the configuration on SIGHUP until ctx ends: the
+// flags and file are read again; a bad configuration is logged with its
+// error and the running one stays.
+func reloadOnSignal(ctx context.Context, srv *tlsedge.Server, reread func() (*config.Config, error), log *logrus.Entry) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			cfg, err := reread()
+			if err == nil {
+				err = srv.Reload(cfg)
+			}
+			if err != nil {
+				log.WithError(err).Error("reload refused; the running configuration stays")
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); cancel(); <-done }
 }

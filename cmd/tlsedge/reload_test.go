@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// SIGHUP reads the configuration file again: a good one moves new
+// requests to it, a bad one is logged and the running one stays.
+func TestSIGHUPReload(t *testing.T) {
+	origin := func(name string) string {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
+		t.Cleanup(s.Close)
+		return s.Listener.Addr().String()
+	}
+	one, two := origin("one"), origin("two")
+	state := t.TempDir()
+	file := filepath.Join(state, "tlsedge.yaml")
+	write := func(body string) {
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("apps:\n  - hosts: [localhost]\n    backends: [{addr: " + one + "}]\n")
+	in := startInstance(t, "--listen", "127.0.0.1:0", "--http-listen", "off", "--state-dir", state, "--config", file)
+	pem, err := os.ReadFile(filepath.Join(state, "ca", "root.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"},
+		DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, n, in.addr)
+		},
+	}}
+	body := func() string {
+		resp, err := c.Get("https://localhost/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := body(); got != "one" {
+		t.Fatalf("before: %q", got)
+	}
+	write("apps:\n  - hosts: [localhost]\n    backends: [{addr: " + two + "}]\n")
+	in.cmd.Process.Signal(syscall.SIGHUP) //nolint:errcheck
+	in.waitLine(t, 10*time.Second, "configuration reloaded")
+	if got := body(); got != "two" {
+		t.Errorf("after SIGHUP: %q", got)
+	}
+	write("apps:\n  - hosts: [localhost]\n    backends: []\n")
+	in.cmd.Process.Signal(syscall.SIGHUP) //nolint:errcheck
+	line := in.waitLine(t, 10*time.Second, "reload refused")
+	if !strings.Contains(line, "backend") {
+		t.Errorf("the refusal does not say what is wrong: %s", line)
+	}
+	if got := body(); got != "two" {
+		t.Errorf("after a bad config: %q", got)
+	}
+}
