@@ -44,6 +44,9 @@ type Options struct {
 	// RenewCheckInterval is how often ACME certificates are checked for
 	// renewal (default 10 minutes, certmagic's; tests shorten it).
 	RenewCheckInterval time.Duration
+	// Listen opens the listening sockets (default net.Listen). A binary
+	// upgrade passes one that hands over the old process's sockets.
+	Listen func(network, addr string) (net.Listener, error)
 	// Now is the clock for sticky-cookie lifetimes (default time.Now);
 	// tests move it instead of sleeping.
 	Now func() time.Time
@@ -176,13 +179,13 @@ func (s *Server) Listen() error {
 		s.listening = true
 		return s.listenTCP()
 	}
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	ln, err := s.listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen (HTTPS) %s: %w", s.cfg.Listen, err)
 	}
 	s.tlsLn = ln
 	if s.cfg.HTTPListen != config.Off {
-		hl, err := net.Listen("tcp", s.cfg.HTTPListen)
+		hl, err := s.listen("tcp", s.cfg.HTTPListen)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("listen (HTTP) %s: %w", s.cfg.HTTPListen, err)
@@ -198,6 +201,13 @@ func (s *Server) Listen() error {
 	}
 	s.listening = true
 	return nil
+}
+
+func (s *Server) listen(network, addr string) (net.Listener, error) {
+	if s.opts.Listen != nil {
+		return s.opts.Listen(network, addr)
+	}
+	return net.Listen(network, addr)
 }
 
 // TLSAddr is the bound HTTPS address (useful with port 0).

@@ -120,7 +120,7 @@ func newTCPService(sc *config.TCPService, cfg *config.Config, reg *upstream.Regi
 // listenTCP opens the TCP services' listeners.
 func (s *Server) listenTCP() error {
 	for _, addr := range s.cfg.TCPListens() {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := s.listen("tcp", addr)
 		if err != nil {
 			s.closeTCP()
 			return fmt.Errorf("listen (TCP service) %s: %w", addr, err)

@@ -40,6 +40,7 @@ type flagValues struct {
 	importAutocert                  string
 
 	frontend frontendFlags
+	pidFile  string
 }
 
 // newFlagSet declares every flag of run and check. The README's flag
@@ -78,6 +79,7 @@ func newFlagSet(name string, v *flagValues) *pflag.FlagSet {
 	fs.StringVar(&v.logFormat, "log-format", "", "`FORMAT`: text or json (default: text on a terminal, json otherwise)")
 	fs.StringVar(&v.accessLog, "access-log", "", "access log: a `FILE`, stdout or off (default stdout)")
 	v.frontend.register(fs)
+	fs.StringVar(&v.pidFile, "pid-file", "", "write the serving process's PID to `FILE` (for kill -HUP to reload, kill -USR2 to upgrade the binary)")
 	return fs
 }
 

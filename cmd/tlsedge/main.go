@@ -100,7 +100,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return loadConfig(fs2, &v2, getenv, uid)
 	}
-	return runServe(ctx, cfg, reread, stdout, stderr)
+	return runServe(ctx, cfg, reread, v.pidFile, stdout, stderr)
 }
 
 func versionString() string {

@@ -17,7 +17,7 @@ import (
 )
 
 // runServe validates, compiles, listens and serves until ctx ends.
-func runServe(ctx context.Context, cfg *config.Config, reread func() (*config.Config, error), stdout, stderr io.Writer) int {
+func runServe(ctx context.Context, cfg *config.Config, reread func() (*config.Config, error), pidFile string, stdout, stderr io.Writer) int {
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "tlsedge: invalid configuration:\n%v\n", indent(err))
 		return exitUsage
@@ -30,7 +30,12 @@ func runServe(ctx context.Context, cfg *config.Config, reread func() (*config.Co
 		return exitUsage
 	}
 	defer closeAccess()
-	srv, err := tlsedge.New(cfg, tlsedge.Options{Log: log, AccessLog: access, AccessJSON: cfg.Log.Format == "json"})
+	up, err := newUpgrades(pidFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
+		return exitFailed
+	}
+	srv, err := tlsedge.New(cfg, tlsedge.Options{Log: log, AccessLog: access, AccessJSON: cfg.Log.Format == "json", Listen: up.upg.Listen})
 	if err != nil {
 		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
 		return exitUsage
@@ -39,6 +44,12 @@ func runServe(ctx context.Context, cfg *config.Config, reread func() (*config.Co
 		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
 		return exitFailed
 	}
+	if err := up.ready(); err != nil {
+		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
+		return exitFailed
+	}
+	ctx, stopUpgrades := up.run(ctx, log.WithField("component", "upgrade"))
+	defer stopUpgrades()
 	if stop, err := startProfiles(os.Getenv); err != nil {
 		log.WithError(err).Warn("profiling not started")
 	} else {
