@@ -12,10 +12,11 @@ FUZZTIME  ?= 100000x
 BIN       := bin/tlsedge
 # Debian packages the tests run for real: curl runs the demo's printed
 # command, redis-server backs the shared ACME storage, testssl.sh audits
-# the TLS listener, libssl-dev builds the -tags openssl variant. (Pebble, the ACME test CA, and h2spec, the HTTP/2
+# the TLS listener, libssl-dev builds the -tags openssl variant, chromium
+# renders the status page. (Pebble, the ACME test CA, and h2spec, the HTTP/2
 # conformance suite, are built from go.mod's tool directives by the tests
 # themselves.)
-TEST_DEBS := curl redis-server testssl.sh libssl-dev
+TEST_DEBS := curl redis-server testssl.sh libssl-dev chromium
 
 # Every fuzz target: package:Target.
 FUZZ_TARGETS := \
@@ -44,7 +45,8 @@ FUZZ_TARGETS := \
 	./filter:FuzzParseSubstRule \
 	./filter:FuzzRealIP \
 	./filter:FuzzNormalizePath \
-	./filter:FuzzAcceptEncoding
+	./filter:FuzzAcceptEncoding \
+	./logsink:FuzzAccessTemplate
 
 .PHONY: build build-openssl demo test test-deps vet unit fuzz bench lint clean
 

@@ -179,6 +179,21 @@ func (a *ACME) importAutocert(ctx context.Context) {
 	}
 }
 
+// Current returns the certificate served for a configured name now,
+// without ordering or waiting for one: nil while there is none (for the
+// status page).
+func (a *ACME) Current(name string) *tls.Certificate {
+	name = normalizeName(name)
+	if !a.managed[name] || !a.cached(name) {
+		return nil
+	}
+	c, err := a.magic.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+	if err != nil {
+		return nil
+	}
+	return c
+}
+
 // Lookup serves configured hosts and, with on-demand TLS, allowed names.
 func (a *ACME) Lookup(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := normalizeName(hello.ServerName)

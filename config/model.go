@@ -15,6 +15,7 @@ import "time"
 const (
 	DefaultListen      = ":443"
 	DefaultHTTPListen  = ":80"
+	DefaultAdmin       = "127.0.0.1:2019"
 	DefaultStickyName  = "tlsedge_sticky"
 	DefaultAccessLog   = "stdout"
 	DefaultLogLevel    = "info"
@@ -44,6 +45,12 @@ type Config struct {
 	// files under <state_dir>/acme, or redis://[user:pass@]host:port/db
 	// (rediss:// for TLS) so that several instances share them.
 	Storage string `yaml:"storage,omitempty"`
+	// Admin is the admin listener: status page, JSON API, /metrics
+	// (default 127.0.0.1:2019; "off" disables it). Never a public port.
+	Admin string `yaml:"admin,omitempty"`
+	// AdminTokenFile holds the token the admin API's changes require
+	// (Authorization: Bearer TOKEN). Without it the API is read-only.
+	AdminTokenFile string `yaml:"admin_token_file,omitempty"`
 
 	TLS      TLS      `yaml:"tls,omitempty"`
 	Frontend Frontend `yaml:"frontend,omitempty"`

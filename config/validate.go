@@ -23,6 +23,9 @@ func (c *Config) Normalize(stateDir string) {
 	if c.StateDir == "" {
 		c.StateDir = stateDir
 	}
+	if c.Admin == "" {
+		c.Admin = DefaultAdmin
+	}
 	if c.StickyKeyFile == "" {
 		c.StickyKeyFile = filepath.Join(c.StateDir, "sticky.keys")
 	}
@@ -104,6 +107,13 @@ func (c *Config) Validate() error {
 	if c.HTTPListen != Off {
 		if err := checkListen(c.HTTPListen); err != nil {
 			add("", "http_listen", c.HTTPListen, err)
+		}
+	}
+	if c.Admin != Off {
+		if err := checkListen(c.Admin); err != nil {
+			add("", "admin", c.Admin, err)
+		} else if !strings.HasSuffix(c.Admin, ":0") && (c.Admin == c.Listen || c.Admin == c.HTTPListen) {
+			add("", "admin", c.Admin, errors.New("the admin listener must not share a public listener's address"))
 		}
 	}
 	for i, p := range c.TLS.Certs {

@@ -24,8 +24,9 @@ type appHandler struct {
 	health *upstream.HealthConfig // nil without active checks
 	key    session.AffinityKey    // nil unless balance=hash
 	sticky *stickyCodec           // nil when the app is not sticky
-	access *accessLog
-	log    *logrus.Entry
+	access  *accessLog
+	metrics *appMetrics // nil without metrics
+	log     *logrus.Entry
 	now    func() time.Time
 }
 
@@ -80,7 +81,7 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 // log line: the refusalWriter the server put under w (or one of our own)
 // records its status and size, so that it is logged too, once.
 func (a *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if a.access == nil {
+	if a.access == nil && a.metrics == nil {
 		a.chain.ServeHTTP(w, r)
 		return
 	}
@@ -112,6 +113,9 @@ func (a *appHandler) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.proxy.Serve(&x, r, &x.target)
+	if a.metrics != nil {
+		a.metrics.observe(&x, r, a.now().Sub(x.start))
+	}
 	if a.access != nil {
 		a.logAccess(&x, r)
 	}
@@ -159,8 +163,11 @@ type exchange struct {
 	status int
 	bytes  int64
 
+	headAt time.Time // when the response head went out (time to first byte)
+
 	ticket    session.Ticket
 	hasTicket bool
+	stickyKey uint64 // hash of the cookie value, when hasTicket
 	sticky    stickyResult
 }
 
@@ -170,6 +177,9 @@ func (x *exchange) WriteHeader(code int) {
 	// 1xx answers (100 Continue, 103 Early Hints) precede the real one.
 	if x.status == 0 && code >= 200 {
 		x.status = code
+		if x.app.metrics != nil {
+			x.headAt = x.app.now()
+		}
 		if x.app.sticky != nil {
 			x.app.sticky.setCookie(x)
 		}

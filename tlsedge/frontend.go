@@ -64,6 +64,7 @@ func (s *Server) handshake(ctx context.Context, raw net.Conn) {
 	err = tc.Handshake()
 	nc.SetDeadline(time.Time{}) //nolint:errcheck
 	s.gate.endHandshake(nc)
+	s.metrics.Handshake(tc.ConnectionState().Version, err)
 	if err != nil {
 		s.snap.Load().clientAuth.logMissing(tc.ConnectionState().ServerName, nc.RemoteAddr().String(), err)
 		if s.log.Logger.IsLevelEnabled(debugLevel) {
@@ -77,9 +78,13 @@ func (s *Server) handshake(ctx context.Context, raw net.Conn) {
 		tc.Close() // a TLS-ALPN-01 validation ends with the handshake
 		return
 	case "h2":
+		s.metrics.ConnOpened("h2")
+		defer s.metrics.ConnClosed("h2")
 		s.serveH2(ctx, tc)
 		return
 	}
+	s.metrics.ConnOpened("h1")
+	defer s.metrics.ConnClosed("h1")
 	s.serveH1(tc)
 }
 

@@ -105,6 +105,9 @@ func startGatewayWith(t *testing.T, cfg *config.Config, opts Options) *gateway {
 	if cfg.StateDir == "" {
 		cfg.StateDir = t.TempDir()
 	}
+	if cfg.Admin == "" {
+		cfg.Admin = config.Off // tests that want it give 127.0.0.1:0
+	}
 	cfg.Normalize(cfg.StateDir)
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)

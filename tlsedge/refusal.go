@@ -71,6 +71,10 @@ func markServed(w http.ResponseWriter) {
 
 // logRefusal writes the access-log line of a request a filter answered.
 func (a *appHandler) logRefusal(w *refusalWriter, r *http.Request) {
+	a.metrics.refused(r.Method, w.status, a.now().Sub(w.start))
+	if a.access == nil {
+		return
+	}
 	e := accessEntry{
 		Time:     w.start,
 		ClientIP: clientIP(r),

@@ -16,7 +16,7 @@ import (
 // addresses (already bound) and state dir kept.
 func reloadConfig(g *gateway, apps ...config.App) *config.Config {
 	cfg := &config.Config{
-		Listen: g.cfg.Listen, HTTPListen: g.cfg.HTTPListen, StateDir: g.cfg.StateDir,
+		Listen: g.cfg.Listen, HTTPListen: g.cfg.HTTPListen, StateDir: g.cfg.StateDir, Admin: g.cfg.Admin,
 		Apps: apps,
 	}
 	cfg.Normalize(cfg.StateDir)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/tlsedge/tlsedge/certs"
 	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/metrics"
 	"github.com/tlsedge/tlsedge/upstream"
 )
 
@@ -44,6 +45,11 @@ type Options struct {
 	// RenewCheckInterval is how often ACME certificates are checked for
 	// renewal (default 10 minutes, certmagic's; tests shorten it).
 	RenewCheckInterval time.Duration
+	// Reread reads the configuration again (flags and file), for the
+	// admin API's reload; nil: that reload is refused.
+	Reread func() (*config.Config, error)
+	// Version is shown on the status page.
+	Version string
 	// Listen opens the listening sockets (default net.Listen). A binary
 	// upgrade passes one that hands over the old process's sockets.
 	Listen func(network, addr string) (net.Listener, error)
@@ -65,6 +71,8 @@ type Server struct {
 	access   *accessLog
 
 	tlsLn, httpLn net.Listener
+	adminLn       net.Listener // nil when the admin listener is off
+	adminSrv      *http.Server
 	tcpLns        []net.Listener // TCP services, in cfg.TCPListens order
 	tcpTLSConf    *tls.Config    // TLS of TCP services: no ALPN
 	listening     bool           // Listen ran
@@ -75,6 +83,7 @@ type Server struct {
 	handler       http.Handler // routes a request to its app
 
 	gate         *frontGate // PROXY headers, per-client limits, timeouts
+	metrics      *metrics.Metrics
 	runner       snapRunner // the running snapshot's background work
 	shuttingDown atomic.Bool
 	conns        connTracker
@@ -101,6 +110,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.gate = gate
+	s.metrics = metrics.New()
 	if opts.AccessLog != nil {
 		s.access = newAccessLog(opts.AccessLog, opts.AccessJSON)
 	}
@@ -109,6 +119,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.snap.Store(snap)
+	s.scrapeSources()
 	s.handler = http.HandlerFunc(s.serveHTTPS)
 	s.tlsConf = s.newTLSConfig()
 	// TCP services speak whatever protocol the client does: no ALPN, so a
@@ -176,8 +187,14 @@ func (s *Server) newTLSConfig() *tls.Config {
 // listener: a stunnel replacement does not take ports 443 and 80.
 func (s *Server) Listen() error {
 	if len(s.cfg.Apps) == 0 {
+		if err := s.listenTCP(); err != nil {
+			return err
+		}
+		if err := s.listenAdmin(); err != nil {
+			return err
+		}
 		s.listening = true
-		return s.listenTCP()
+		return nil
 	}
 	ln, err := s.listen("tcp", s.cfg.Listen)
 	if err != nil {
@@ -199,8 +216,42 @@ func (s *Server) Listen() error {
 		}
 		return err
 	}
+	if err := s.listenAdmin(); err != nil {
+		return err
+	}
 	s.listening = true
 	return nil
+}
+
+// listenAdmin opens the admin listener unless it is off.
+func (s *Server) listenAdmin() error {
+	if s.cfg.Admin == config.Off || s.cfg.Admin == "" {
+		return nil
+	}
+	al, err := s.listen("tcp", s.cfg.Admin)
+	if err != nil {
+		s.closeListeners()
+		return fmt.Errorf("listen (admin) %s: %w", s.cfg.Admin, err)
+	}
+	s.adminLn = al
+	return nil
+}
+
+// closeListeners closes what Listen opened, after a later one failed.
+func (s *Server) closeListeners() {
+	for _, ln := range append([]net.Listener{s.tlsLn, s.httpLn}, s.tcpLns...) {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// AdminAddr is the bound admin address, nil when off.
+func (s *Server) AdminAddr() net.Addr {
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
 }
 
 func (s *Server) listen(network, addr string) (net.Listener, error) {
@@ -284,7 +335,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.h2srv, err = newH2Server(s.tlsSrv); err != nil {
 		return err
 	}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	if s.tlsLn != nil {
 		go func() { errc <- s.acceptLoop(bg, s.tlsLn) }()
 	}
@@ -297,6 +348,14 @@ func (s *Server) Serve(ctx context.Context) error {
 			ErrorLog:          errLog,
 		}
 		go func() { errc <- serveErr(s.httpSrv.Serve(s.httpLn)) }()
+	}
+	if s.adminLn != nil {
+		h, err := s.adminHandler()
+		if err != nil {
+			return err
+		}
+		s.adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		go func() { errc <- serveErr(s.adminSrv.Serve(s.adminLn)) }()
 	}
 	tcpDone := make(chan struct{})
 	go func() { defer close(tcpDone); s.serveTCP(bg, shutdownGrace) }()
@@ -327,6 +386,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg2.Wait()
 	if s.httpSrv != nil {
 		s.httpSrv.Shutdown(sctx) //nolint:errcheck // redirects are instant
+	}
+	if s.adminSrv != nil {
+		s.adminSrv.Shutdown(sctx) //nolint:errcheck // status reads are instant
 	}
 	stopBG()
 	<-tcpDone

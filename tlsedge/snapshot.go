@@ -18,6 +18,7 @@ import (
 
 	"github.com/tlsedge/tlsedge/certs"
 	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/metrics"
 	"github.com/tlsedge/tlsedge/session"
 	"github.com/tlsedge/tlsedge/upstream"
 )
@@ -62,6 +63,7 @@ type compileDeps struct {
 	// openStorage opens ACME storage; nil in `check`, which opens nothing.
 	openStorage func(cfg *config.Config) (certmagic.Storage, string, error)
 	renewCheck  time.Duration
+	metrics     *metrics.Metrics // nil: none
 }
 
 func (s *Server) compileDeps() compileDeps {
@@ -77,6 +79,7 @@ func (s *Server) compileDeps() compileDeps {
 			return certs.OpenStorage(context.Background(), cfg.Storage, cfg.StateDir)
 		},
 		renewCheck: s.opts.RenewCheckInterval,
+		metrics:    s.metrics,
 	}
 }
 
@@ -108,6 +111,9 @@ func compile(cfg *config.Config, d compileDeps) (*snapshot, error) {
 		h, err := newAppHandler(app, cfg, keys, d, appFilters{clientAuth: byApp[app.Name], table: table})
 		if err != nil {
 			return nil, fmt.Errorf("app %q: %w", app.Name, err)
+		}
+		if d.metrics != nil {
+			h.metrics = newAppMetrics(d.metrics, h)
 		}
 		snap.apps = append(snap.apps, h)
 		for _, host := range app.Hosts {

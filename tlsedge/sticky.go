@@ -119,7 +119,19 @@ func (x *exchange) readCookie(r *http.Request) {
 		s.seen.put(value, t)
 	}
 	x.ticket, x.hasTicket = t, true
+	x.stickyKey = fnv64a(value)
 	x.target.Prefer = x.app.pool.Backend(t.BackendID)
+}
+
+// fnv64a hashes a cookie value (FNV-1a): the key by which a backend counts
+// the distinct sessions pinned to it.
+func fnv64a(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // setCookie runs when the response headers are about to be written.
@@ -133,6 +145,7 @@ func (s *stickyCodec) setCookie(x *exchange) {
 	switch {
 	case x.hasTicket && chosen.ID() == x.ticket.BackendID:
 		x.sticky = stickyHit
+		chosen.NoteSticky(x.stickyKey, x.start) // for the drain figures of the status page
 		if !s.codec.NeedsRefresh(x.ticket) {
 			return
 		}

@@ -53,12 +53,17 @@ type identity struct{ id, addr string }
 
 // Backend is the live state of one backend server. It is shared by every pool
 // and every configuration generation that names the same ID and Addr, so it
-// holds only state, never configuration such as the weight (which belongs to
-// a pool: two apps may weigh the same server differently).
+// holds only state, never configuration such as the configured weight (which
+// belongs to a pool: two apps may weigh the same server differently). What
+// an operator sets at run time is state and lives here, so it survives
+// reloads like health does: the admin state and the weight override (see
+// adminstate.go), and the sticky sessions seen (stickycount.go).
 //
 // All methods are safe for concurrent use and never block: they are atomics.
+// (The admin setters, called by an operator, take the registry's mutex.)
 type Backend struct {
 	id, addr string
+	reg      *Registry // the registry that made b, told of admin changes; nil for a private backend
 
 	inflight  atomic.Int64 // requests sent and not yet finished
 	downUntil atomic.Int64 // unix nanoseconds; 0 means up
@@ -68,6 +73,10 @@ type Backend struct {
 	checkDown atomic.Bool   // the active health check says down
 	upSince   atomic.Int64  // unix nanoseconds it last came up (slow start)
 	ewmaNs    atomic.Uint64 // float64 bits: latency EWMA to the response head
+
+	admin  atomic.Int32                  // AdminState set by an operator
+	weight atomic.Int32                  // runtime weight override; 0: each pool's configured weight
+	sticky atomic.Pointer[stickyTracker] // made by the first NoteSticky
 }
 
 // newBackend returns the state of a backend that is up since now.
@@ -233,10 +242,14 @@ func backoff(n int32) time.Duration {
 // one. The zero value is ready to use.
 //
 // The mutex is taken only while pools are built and pruned (at startup and on
-// reload), never on the request path.
+// reload) and by an operator's admin changes, never on the request path.
 type Registry struct {
 	mu       sync.Mutex
 	backends map[identity]*Backend
+	// admin is what every pick loads first (adminstate.go): the low 32
+	// bits count the registry's backends that are not Ready, the high 32
+	// are a generation that every weight override change advances.
+	admin atomic.Uint64
 }
 
 // NewRegistry returns an empty registry.
@@ -258,6 +271,7 @@ func (r *Registry) Backend(id, addr string) *Backend {
 		r.backends = make(map[identity]*Backend)
 	}
 	b := newBackend(id, addr, time.Now())
+	b.reg = r
 	r.backends[k] = b
 	return b
 }
@@ -283,6 +297,9 @@ func (r *Registry) Retain(pools ...*Pool) int {
 			delete(r.backends, k)
 			n++
 		}
+	}
+	if n > 0 {
+		r.recountHeldLocked() // a forgotten backend no longer holds picks back
 	}
 	return n
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // Defaults of PoolConfig; see the field docs for the reasoning.
@@ -92,6 +94,11 @@ type PoolConfig struct {
 
 	// Resolver looks the names up. Nil means net.DefaultResolver.
 	Resolver Resolver
+
+	// Log receives one line per operator change made through the pool
+	// (SetAdminState, SetWeight). It should carry the app's fields. Nil
+	// discards.
+	Log *logrus.Entry
 }
 
 func (c *PoolConfig) dialTimeout() time.Duration {
@@ -156,7 +163,10 @@ type Pool struct {
 	backends []*Backend
 	stacks   []*connStack
 
-	mu        sync.Mutex // guards closed and resolving; held for a swap, never by requests
+	// mu guards closed and resolving and is held for a swap of state
+	// (resolver, weight change). A request only ever TryLocks it, to
+	// rebuild the balancers after a weight change (Pool.reweigh).
+	mu        sync.Mutex
 	closed    bool
 	resolving *resolverRun
 }
@@ -171,6 +181,12 @@ type poolState struct {
 	byID     map[string]*Backend
 	levels   []level      // priority groups, first = lowest priority number
 	stacks   []*connStack // idle connections, per backend (same order)
+	// weights are the weights the levels' balancers were built with
+	// (overrides in effect), weightGen the registry's weight generation
+	// read before them; a pick that sees a later one rebuilds the levels
+	// (see Pool.reweigh).
+	weights   []int
+	weightGen uint32
 	// retired holds the stacks of the backends the previous state had and
 	// this one dropped, closed: a request that picked one of them just
 	// before the swap still finds its stack.
@@ -259,7 +275,6 @@ func (p *Pool) newState(sets [][]endpoint, prev *poolState) (*poolState, error) 
 		byID:     make(map[string]*Backend, n),
 		stacks:   make([]*connStack, 0, n),
 	}
-	cfgs := make([]BackendConfig, 0, n)
 	for _, set := range sets {
 		for _, e := range set {
 			if _, dup := st.byID[e.cfg.ID]; dup {
@@ -290,17 +305,31 @@ func (p *Pool) newState(sets [][]endpoint, prev *poolState) (*poolState, error) 
 			st.backends = append(st.backends, b)
 			st.stacks = append(st.stacks, s)
 			st.eps = append(st.eps, e)
-			cfgs = append(cfgs, e.cfg)
 		}
 	}
-	levels, err := buildLevels(st.backends, cfgs, func(bs []*Backend, ws []int) (Balancer, error) {
-		return NewBalancer(p.cfg.Balancer, bs, ws, p.cfg.BalancerOptions)
-	})
+	// The generation is read before the overrides: a weight changed in
+	// between leaves this state stale, and the next pick rebuilds it.
+	_, st.weightGen = p.reg.adminWord()
+	st.weights = effectiveWeights(st.backends, st.eps)
+	levels, err := p.levelsFor(st.backends, st.eps, st.weights)
 	if err != nil {
 		return nil, err
 	}
 	st.levels = levels
 	return st, nil
+}
+
+// levelsFor builds the priority levels of backends, described by eps,
+// with their balancers over the given weights.
+func (p *Pool) levelsFor(backends []*Backend, eps []endpoint, weights []int) ([]level, error) {
+	cfgs := make([]BackendConfig, len(eps))
+	for i, e := range eps {
+		cfgs[i] = e.cfg
+		cfgs[i].Weight = weights[i]
+	}
+	return buildLevels(backends, cfgs, func(bs []*Backend, ws []int) (Balancer, error) {
+		return NewBalancer(p.cfg.Balancer, bs, ws, p.cfg.BalancerOptions)
+	})
 }
 
 // newStack returns a connection stack for e. When e's address is an IP

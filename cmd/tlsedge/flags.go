@@ -39,8 +39,10 @@ type flagValues struct {
 	onDemandRate, onDemandRatePerIP string
 	importAutocert                  string
 
-	frontend frontendFlags
-	pidFile  string
+	frontend       frontendFlags
+	pidFile        string
+	admin          string
+	adminTokenFile string
 }
 
 // newFlagSet declares every flag of run and check. The README's flag
@@ -79,6 +81,8 @@ func newFlagSet(name string, v *flagValues) *pflag.FlagSet {
 	fs.StringVar(&v.logFormat, "log-format", "", "`FORMAT`: text or json (default: text on a terminal, json otherwise)")
 	fs.StringVar(&v.accessLog, "access-log", "", "access log: a `FILE`, stdout or off (default stdout)")
 	v.frontend.register(fs)
+	fs.StringVar(&v.admin, "admin", "", "admin listener `ADDRESS`: status page, JSON API, /metrics, or \"off\" (default \""+config.DefaultAdmin+"\")")
+	fs.StringVar(&v.adminTokenFile, "admin-token-file", "", "`FILE` holding the token the admin API's changes require (without it the API is read-only)")
 	fs.StringVar(&v.pidFile, "pid-file", "", "write the serving process's PID to `FILE` (for kill -HUP to reload, kill -USR2 to upgrade the binary)")
 	return fs
 }
@@ -113,6 +117,8 @@ func loadConfig(fs *pflag.FlagSet, v *flagValues, getenv func(string) string, ui
 	set("acme-eab-kid", &cfg.TLS.ACME.EABKeyID, v.acmeEABKeyID)
 	set("acme-eab-hmac", &cfg.TLS.ACME.EABHMAC, v.acmeEABHMAC)
 	set("storage", &cfg.Storage, v.storage)
+	set("admin", &cfg.Admin, v.admin)
+	set("admin-token-file", &cfg.AdminTokenFile, v.adminTokenFile)
 	set("on-demand-ask", &cfg.TLS.OnDemand.Ask, v.onDemandAsk)
 	set("import-autocert", &cfg.TLS.ImportAutocert, v.importAutocert)
 	if fs.Changed("acme-disable-http01") {

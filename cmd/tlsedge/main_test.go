@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -55,6 +56,9 @@ func TestMain(m *testing.M) {
 // tlsedgeCmd runs the binary with args and a private state dir.
 func tlsedgeCmd(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
+	if !slices.Contains(args, "--admin") && len(args) > 0 && args[0] != "check" && args[0] != "demo" && args[0] != "trust" && args[0] != "certs" && args[0] != "version" {
+		args = append(args, "--admin", "127.0.0.1:0") // tests run instances side by side
+	}
 	cmd := exec.Command(binary, args...)
 	state := t.TempDir()
 	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+state, "HOME="+state)

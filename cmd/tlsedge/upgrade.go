@@ -22,6 +22,8 @@ import (
 // for the new one. A new process that fails (bad configuration, crash)
 // changes nothing: the old one goes on. The PID of the serving process is
 // written to --pid-file, for `kill -USR2 $(cat FILE)` and systemd.
+// Sockets are handed over by their configured address: two listeners
+// configured on port 0 of the same host cannot be told apart.
 
 // upgrades wraps a tableflip.Upgrader.
 type upgrades struct {

@@ -30,7 +30,7 @@ func TestBinaryUpgradeUnderLoad(t *testing.T) {
 	state := t.TempDir()
 	pidFile := filepath.Join(state, "tlsedge.pid")
 	in := startInstance(t, "--listen", "127.0.0.1:0", "--http-listen", "off", "--state-dir", state,
-		"--pid-file", pidFile, "--app", "localhost="+origin.Listener.Addr().String())
+		"--pid-file", pidFile, "--admin", "off", "--app", "localhost="+origin.Listener.Addr().String())
 	oldPID := in.cmd.Process.Pid
 	pem, err := os.ReadFile(filepath.Join(state, "ca", "root.crt"))
 	if err != nil {
