@@ -17,17 +17,17 @@ import (
 // then the access log. Everything it needs is computed in newAppHandler;
 // ServeHTTP only looks things up.
 type appHandler struct {
-	cfg    *config.App
-	chain  http.Handler // the filters in front of serve
-	pool   *upstream.Pool
-	proxy  *upstream.Proxy
-	health *upstream.HealthConfig // nil without active checks
-	key    session.AffinityKey    // nil unless balance=hash
-	sticky *stickyCodec           // nil when the app is not sticky
+	cfg     *config.App
+	chain   http.Handler // the filters in front of serve
+	pool    *upstream.Pool
+	proxy   *upstream.Proxy
+	health  *upstream.HealthConfig // nil without active checks
+	key     session.AffinityKey    // nil unless balance=hash
+	sticky  *stickyCodec           // nil when the app is not sticky
 	access  *accessLog
 	metrics *appMetrics // nil without metrics
 	log     *logrus.Entry
-	now    func() time.Time
+	now     func() time.Time
 }
 
 func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d compileDeps, fd appFilters) (*appHandler, error) {
