@@ -95,8 +95,16 @@ type Log struct {
 	Level string `yaml:"level,omitempty"`
 	// Format: text, json, or "" for text on a terminal and JSON otherwise.
 	Format string `yaml:"format,omitempty"`
-	// AccessLog: a file path, "stdout", or "off" (default stdout).
+	// AccessLog: a file path, "stdout", "off", or a syslog destination
+	// (syslog://host:port, syslog+tcp://host:port, unixgram:///dev/log)
+	// (default stdout).
 	AccessLog string `yaml:"access_log,omitempty"`
+	// AccessFormat: text (default), json, common, combined, or a template
+	// with named fields like "{client_ip} {status} {duration_ms}".
+	AccessFormat string `yaml:"access_format,omitempty"`
+	// Output is where the process log goes: stderr (default), a file, or
+	// a syslog destination as for AccessLog.
+	Output string `yaml:"output,omitempty"`
 }
 
 // App is one site: the hosts and path prefix it answers, and its backends.

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tlsedge/tlsedge/logsink"
 )
 
 // accessEntry is one request, as the access log records it. It is passed
@@ -29,6 +31,9 @@ type accessEntry struct {
 	RequestID string
 	TLS       uint16 // negotiated version, 0 for plain HTTP
 	Sticky    stickyResult
+	// Proto, Referer and UserAgent are the request's, for the common
+	// and combined formats.
+	Proto, Referer, UserAgent string
 }
 
 // stickyResult says what a sticky cookie did for a request.
@@ -60,6 +65,8 @@ type accessLog struct {
 	ch      chan accessEntry
 	w       *bufio.Writer
 	json    bool
+	custom  *logsink.AccessFormat // nil: text or json above
+	lines   bool                  // write each line on its own (syslog)
 	dropped atomic.Uint64
 	done    chan struct{}
 }
@@ -106,6 +113,9 @@ func (l *accessLog) Run(ctx context.Context) {
 		case e := <-l.ch:
 			buf = l.format(buf[:0], &e)
 			l.w.Write(buf) //nolint:errcheck // a failing sink drops lines; nothing else to do
+			if l.lines {
+				l.w.Flush() //nolint:errcheck // one syslog message per line
+			}
 		case <-tick.C:
 			l.w.Flush() //nolint:errcheck
 		case <-ctx.Done():
@@ -127,6 +137,15 @@ func (l *accessLog) Run(ctx context.Context) {
 func (l *accessLog) Wait() { <-l.done }
 
 func (l *accessLog) format(b []byte, e *accessEntry) []byte {
+	if l.custom != nil {
+		f := logsink.AccessFields{
+			Time: e.Time, ClientIP: e.ClientIP, Method: e.Method, Host: e.Host, Path: e.Path,
+			Status: e.Status, Bytes: e.Bytes, Duration: e.Duration, App: e.App, Backend: e.Backend,
+			RequestID: e.RequestID, Referer: e.Referer, UserAgent: e.UserAgent, TLSVersion: e.TLS,
+			Sticky: e.Sticky.String(), Attempts: e.Attempts, Proto: e.Proto,
+		}
+		return l.custom.Append(b, &f)
+	}
 	if l.json {
 		return formatJSON(b, e)
 	}

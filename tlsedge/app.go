@@ -137,6 +137,13 @@ func (a *appHandler) logAccess(x *exchange, r *http.Request) {
 	if id := r.Header[filter.RequestIDHeader]; len(id) > 0 {
 		e.RequestID = id[0]
 	}
+	e.Proto = r.Proto
+	if v := r.Header["Referer"]; len(v) > 0 {
+		e.Referer = v[0]
+	}
+	if v := r.Header["User-Agent"]; len(v) > 0 {
+		e.UserAgent = v[0]
+	}
 	if e.Status == 0 {
 		// A hijacked (upgraded) connection never calls WriteHeader.
 		e.Status = http.StatusSwitchingProtocols

@@ -85,6 +85,7 @@ func (a *appHandler) logRefusal(w *refusalWriter, r *http.Request) {
 		Bytes:    w.bytes,
 		Duration: a.now().Sub(w.start),
 		App:      a.cfg.Name,
+		Proto:    r.Proto,
 	}
 	if id := r.Header[filter.RequestIDHeader]; len(id) > 0 {
 		e.RequestID = id[0]

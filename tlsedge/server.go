@@ -25,6 +25,7 @@ import (
 
 	"github.com/tlsedge/tlsedge/certs"
 	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/logsink"
 	"github.com/tlsedge/tlsedge/metrics"
 	"github.com/tlsedge/tlsedge/upstream"
 )
@@ -37,6 +38,11 @@ type Options struct {
 	AccessLog io.Writer
 	// AccessJSON writes the access log as JSON lines instead of text.
 	AccessJSON bool
+	// AccessFormat, when set, formats the access log instead (common,
+	// combined, a template); AccessLines writes each line on its own
+	// (a syslog sink: one message per line).
+	AccessFormat *logsink.AccessFormat
+	AccessLines  bool
 	// TicketPeriod is how often session-ticket keys rotate (default 24h).
 	TicketPeriod time.Duration
 	// CertPollInterval is how often certificate files are checked for
@@ -113,6 +119,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.metrics = metrics.New()
 	if opts.AccessLog != nil {
 		s.access = newAccessLog(opts.AccessLog, opts.AccessJSON)
+		s.access.custom, s.access.lines = opts.AccessFormat, opts.AccessLines
 	}
 	snap, err := compile(cfg, s.compileDeps())
 	if err != nil {

@@ -27,6 +27,8 @@ type flagValues struct {
 	logLevel      string
 	logFormat     string
 	accessLog     string
+	accessFormat  string
+	logOutput     string
 
 	acmeEmail, acmeCA, acmeCARoot   string
 	acmeEABKeyID, acmeEABHMAC       string
@@ -79,7 +81,9 @@ func newFlagSet(name string, v *flagValues) *pflag.FlagSet {
 	fs.StringVar(&v.stickyKeyFile, "sticky-key-file", "", "sticky-cookie keys `FILE`, one per line, the first signs (default STATE_DIR/sticky.keys, generated once)")
 	fs.StringVar(&v.logLevel, "log-level", "", "`LEVEL`: debug, info, warn, error (default info)")
 	fs.StringVar(&v.logFormat, "log-format", "", "`FORMAT`: text or json (default: text on a terminal, json otherwise)")
-	fs.StringVar(&v.accessLog, "access-log", "", "access log: a `FILE`, stdout or off (default stdout)")
+	fs.StringVar(&v.accessLog, "access-log", "", "access log: a `FILE`, stdout, off, syslog://HOST:PORT, syslog+tcp://HOST:PORT or unixgram:///dev/log (default stdout)")
+	fs.StringVar(&v.accessFormat, "access-format", "", "access log `FORMAT`: text, json, common, combined or a template like '{client_ip} {status} {duration_ms}' (default text; json with --log-format json)")
+	fs.StringVar(&v.logOutput, "log-output", "", "process log `DEST`: stderr, a file, syslog://HOST:PORT, syslog+tcp://HOST:PORT or unixgram:///dev/log (default stderr)")
 	v.frontend.register(fs)
 	fs.StringVar(&v.admin, "admin", "", "admin listener `ADDRESS`: status page, JSON API, /metrics, or \"off\" (default \""+config.DefaultAdmin+"\")")
 	fs.StringVar(&v.adminTokenFile, "admin-token-file", "", "`FILE` holding the token the admin API's changes require (without it the API is read-only)")
@@ -111,6 +115,8 @@ func loadConfig(fs *pflag.FlagSet, v *flagValues, getenv func(string) string, ui
 	set("log-level", &cfg.Log.Level, v.logLevel)
 	set("log-format", &cfg.Log.Format, v.logFormat)
 	set("access-log", &cfg.Log.AccessLog, v.accessLog)
+	set("access-format", &cfg.Log.AccessFormat, v.accessFormat)
+	set("log-output", &cfg.Log.Output, v.logOutput)
 	set("acme-email", &cfg.TLS.ACME.Email, v.acmeEmail)
 	set("acme-ca", &cfg.TLS.ACME.CA, v.acmeCA)
 	set("acme-ca-root", &cfg.TLS.ACME.CARoot, v.acmeCARoot)

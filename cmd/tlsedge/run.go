@@ -7,12 +7,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/tlsedge/tlsedge/certs/redisstore"
 	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/logsink"
 	"github.com/tlsedge/tlsedge/tlsedge"
 )
 
@@ -23,19 +25,49 @@ func runServe(ctx context.Context, cfg *config.Config, reread func() (*config.Co
 		return exitUsage
 	}
 	log := newLogger(cfg.Log, stderr)
+	var sinks []logsink.Sink
+	if out := cfg.Log.Output; out != "" && out != "stderr" {
+		sink, err := logsink.Open(out, logsink.Options{Facility: logsink.FacilityDaemon})
+		if err != nil {
+			fmt.Fprintf(stderr, "tlsedge: log.output: %v\n", err)
+			return exitUsage
+		}
+		defer sink.Close()
+		logsink.AttachLogrus(log, sink)
+		sinks = append(sinks, sink)
+	}
 	redisstore.RouteClientLogs(log.WithField("component", "redis"))
-	access, closeAccess, err := openAccessLog(cfg.Log.AccessLog, stdout)
+	access, accessSink, err := openAccessLog(cfg.Log.AccessLog, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "tlsedge: log.access_log %q: %v\n", cfg.Log.AccessLog, err)
 		return exitUsage
 	}
-	defer closeAccess()
+	if accessSink != nil {
+		defer accessSink.Close()
+		sinks = append(sinks, accessSink)
+	}
+	var accessFormat *logsink.AccessFormat
+	if f := cfg.Log.AccessFormat; f != "" && f != "text" && f != "json" {
+		if accessFormat, err = logsink.CompileAccessFormat(f); err != nil {
+			fmt.Fprintf(stderr, "tlsedge: log.access_format: %v\n", err)
+			return exitUsage
+		}
+	}
+	// SIGUSR1 reopens log files (logrotate).
+	reopenCtx, stopReopen := context.WithCancel(ctx)
+	defer stopReopen()
+	go logsink.ReopenOnSignal(reopenCtx, syscall.SIGUSR1, sinks...)
 	up, err := newUpgrades(pidFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
 		return exitFailed
 	}
-	srv, err := tlsedge.New(cfg, tlsedge.Options{Log: log, AccessLog: access, AccessJSON: cfg.Log.Format == "json", Listen: up.upg.Listen})
+	srv, err := tlsedge.New(cfg, tlsedge.Options{
+		Log: log, AccessLog: access, Listen: up.upg.Listen, Reread: reread, Version: versionString(),
+		AccessJSON:   cfg.Log.AccessFormat == "json" || cfg.Log.AccessFormat == "" && cfg.Log.Format == "json",
+		AccessFormat: accessFormat,
+		AccessLines:  accessSink != nil && isSyslog(cfg.Log.AccessLog),
+	})
 	if err != nil {
 		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
 		return exitUsage
@@ -99,20 +131,28 @@ func isTerminal(w io.Writer) bool {
 }
 
 // openAccessLog resolves the access_log setting to a writer.
-func openAccessLog(where string, stdout io.Writer) (io.Writer, func(), error) {
+func openAccessLog(where string, stdout io.Writer) (io.Writer, logsink.Sink, error) {
 	switch where {
 	case config.Off:
-		return nil, func() {}, nil
+		return nil, nil, nil
 	case "stdout", "":
-		return stdout, func() {}, nil
+		return stdout, nil, nil
 	case "stderr":
-		return os.Stderr, func() {}, nil
+		return os.Stderr, nil, nil
 	}
-	f, err := os.OpenFile(where, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	// Files (reopened on SIGUSR1) and syslog destinations, behind a queue
+	// that drops rather than blocks.
+	sink, err := logsink.Open(where, logsink.Options{Facility: logsink.FacilityLocal0})
 	if err != nil {
 		return nil, nil, err
 	}
-	return f, func() { f.Close() }, nil
+	return sink, sink, nil
+}
+
+// isSyslog says whether a log destination is a syslog one (one message
+// per line).
+func isSyslog(spec string) bool {
+	return strings.HasPrefix(spec, "syslog://") || strings.HasPrefix(spec, "syslog+tcp://") || strings.HasPrefix(spec, "unixgram://")
 }
 
 // startProfiles writes a CPU profile to $TLSEDGE_CPUPROFILE and a heap
