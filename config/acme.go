@@ -74,6 +74,7 @@ type ACME struct {
 
 // OnDemand is on-demand TLS: certificates for names not known in advance.
 type OnDemand struct {
+	// Enabled turns it on (needs allow and/or ask).
 	Enabled bool `yaml:"enabled,omitempty"`
 	// Allow lists names or "*.example.com" patterns (any depth below).
 	Allow []string `yaml:"allow,omitempty"`

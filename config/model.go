@@ -65,9 +65,11 @@ type Config struct {
 // with tls=auto (the default when an ACME email is given), then the local
 // CA for apps with tls=internal (the default otherwise).
 type TLS struct {
-	Certs   []CertPair `yaml:"certs,omitempty"`
-	CertDir string     `yaml:"cert_dir,omitempty"`
-	ACME    ACME       `yaml:"acme,omitempty"`
+	Certs []CertPair `yaml:"certs,omitempty"`
+	// CertDir is a folder of NAME.crt + NAME.key (or NAME.pem) files,
+	// reloaded when they change.
+	CertDir string `yaml:"cert_dir,omitempty"`
+	ACME    ACME   `yaml:"acme,omitempty"`
 	// OnDemand obtains certificates at the first handshake for names that
 	// are not configured, when an allowlist or ask URL allows them.
 	OnDemand OnDemand `yaml:"on_demand,omitempty"`
@@ -78,15 +80,20 @@ type TLS struct {
 
 // CertPair is one PEM certificate chain and its key.
 type CertPair struct {
+	// Cert is the PEM certificate chain file, Key its private key file.
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
 }
 
 // Upstream holds the connection settings shared by every backend pool.
 type Upstream struct {
-	DialTimeout           Duration `yaml:"dial_timeout,omitempty"`
+	// DialTimeout bounds a connection to a backend (default 5s).
+	DialTimeout Duration `yaml:"dial_timeout,omitempty"`
+	// ResponseHeaderTimeout bounds how long a backend may think before
+	// its response head (default 60s).
 	ResponseHeaderTimeout Duration `yaml:"response_header_timeout,omitempty"`
-	IdleConnTimeout       Duration `yaml:"idle_conn_timeout,omitempty"`
+	// IdleConnTimeout closes idle backend connections (default 90s).
+	IdleConnTimeout Duration `yaml:"idle_conn_timeout,omitempty"`
 }
 
 // Log configures the process log and the access log.
@@ -192,8 +199,11 @@ type App struct {
 // Backend is one origin server of an app. In both spellings it may be
 // written "host:port" or "host:port*WEIGHT".
 type Backend struct {
-	Addr   string `yaml:"addr"`
-	Weight int    `yaml:"weight,omitempty"`
+	// Addr is host:port (a name is resolved when connecting, or every
+	// `resolve` interval).
+	Addr string `yaml:"addr"`
+	// Weight is the backend's share, 1-256 (default 1).
+	Weight int `yaml:"weight,omitempty"`
 	// ID names the backend in sticky cookies. Default: derived from the
 	// address, so every instance with the same configuration agrees.
 	ID string `yaml:"id,omitempty"`
@@ -207,6 +217,7 @@ type Backend struct {
 // Sticky is cookie affinity. In the file, "sticky: true" or
 // "sticky: COOKIENAME" (or the mapping form {cookie: NAME}).
 type Sticky struct {
+	// Cookie is the cookie's name (default tlsedge_sticky).
 	Cookie string `yaml:"cookie,omitempty"`
 }
 

@@ -16,7 +16,10 @@ var Balancers = []string{"roundrobin", "leastreq", "p2c", "random", "hash"}
 // Health is an app's active health check; see upstream.HealthConfig for
 // the defaults. In the file "health: /healthz" or a mapping.
 type Health struct {
-	Path     string   `yaml:"path,omitempty"`
+	// Path is what is requested of each backend, like /healthz.
+	Path string `yaml:"path,omitempty"`
+	// Interval is the time between two checks of a backend; Timeout how
+	// long one check may take.
 	Interval Duration `yaml:"interval,omitempty"`
 	Timeout  Duration `yaml:"timeout,omitempty"`
 	// Status is the expected range, "200-399" (default) or one code.

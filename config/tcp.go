@@ -13,6 +13,7 @@ import (
 // TLS listener, routed by SNI (Hosts). Every field is also a --tcp option
 // of the same name.
 type TCPService struct {
+	// Name identifies the service in logs (default: its listen address).
 	Name string `yaml:"name,omitempty"`
 	// Listen is the address; with Plain unset, TLS is terminated there
 	// with tlsedge's certificates.
