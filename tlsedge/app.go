@@ -26,6 +26,9 @@ type appHandler struct {
 	sticky  *stickyCodec           // nil when the app is not sticky
 	access  *accessLog
 	metrics *appMetrics // nil without metrics
+	// explain, set only in snapshots compiled by Explain, replaces the
+	// proxy: the decision is described, nothing is sent.
+	explain func(x *exchange, r *http.Request)
 	log     *logrus.Entry
 	now     func() time.Time
 }
@@ -111,6 +114,10 @@ func (a *appHandler) serve(w http.ResponseWriter, r *http.Request) {
 		if k, ok := a.key(r); ok {
 			x.target.Key, x.target.HasKey = upstream.HashKey(k), true
 		}
+	}
+	if a.explain != nil {
+		a.explain(&x, r)
+		return
 	}
 	a.proxy.Serve(&x, r, &x.target)
 	if a.metrics != nil {

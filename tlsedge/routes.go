@@ -120,13 +120,7 @@ func canonicalHost(hostport string) string {
 // 421 for an unknown host and 404 for an unknown path. The app's own
 // chain then normalises the path the backend sees (path_normalize).
 func (snap *snapshot) route(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Path
-	if np, err := filter.NormalizePathWith(r.URL.EscapedPath(), filter.PathNormConfig{AllowEncodedSlash: true}); err == nil && np != path {
-		if u, err := url.PathUnescape(np); err == nil {
-			path = u
-		}
-	}
-	app, res := snap.routes.match(r.Host, path)
+	app, res := snap.routes.match(r.Host, routingPath(r))
 	switch res {
 	case routeFound:
 		app.ServeHTTP(w, r)
@@ -157,4 +151,16 @@ func (snap *snapshot) logLocal(r *http.Request, res lookupResult) {
 		e.TLS = r.TLS.Version
 	}
 	snap.access.Log(e)
+}
+
+// routingPath is the path a request is routed on: its normal form (with
+// %2F kept, so that only the app decides whether it is refused).
+func routingPath(r *http.Request) string {
+	path := r.URL.Path
+	if np, err := filter.NormalizePathWith(r.URL.EscapedPath(), filter.PathNormConfig{AllowEncodedSlash: true}); err == nil && np != path {
+		if u, err := url.PathUnescape(np); err == nil {
+			path = u
+		}
+	}
+	return path
 }

@@ -42,7 +42,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 {
 		switch args[0] {
-		case "run", "demo", "check", "trust", "certs", "version", "help":
+		case "run", "demo", "check", "trust", "certs", "explain", "version", "help":
 			cmd, args = args[0], args[1:]
 		}
 	}
@@ -60,6 +60,14 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "demo":
 		return runDemo(ctx, args, stdout, stderr)
+	}
+	var ex explainArgs
+	if cmd == "explain" {
+		var err error
+		if ex, args, err = splitExplainArgs(args); err != nil {
+			fmt.Fprintf(stderr, "tlsedge explain: %v\n", err)
+			return exitUsage
+		}
 	}
 	var v flagValues
 	fs := newFlagSet("tlsedge "+cmd, &v)
@@ -89,6 +97,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runTrust(cfg, stdout, stderr)
 	case "certs":
 		return runCerts(ctx, cfg, stdout, stderr, time.Now())
+	case "explain":
+		return runExplain(cfg, ex, stdout, stderr)
 	}
 	// SIGHUP reads the configuration again from the same flags and file.
 	reread := func() (*config.Config, error) {
