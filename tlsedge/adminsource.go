@@ -152,7 +152,21 @@ func (a *adminSource) SetBackendState(app, backend, state string) error {
 	if p.Backend(backend) == nil {
 		return fmt.Errorf("%w: no backend %q in app %q", admin.ErrNotFound, backend, app)
 	}
-	return p.SetAdminState(backend, s)
+	if err := p.SetAdminState(backend, s); err != nil {
+		return adminError(err)
+	}
+	return nil
+}
+
+// adminError maps upstream's errors to the admin API's statuses.
+func adminError(err error) error {
+	switch {
+	case errors.Is(err, upstream.ErrUnknownBackend):
+		return fmt.Errorf("%w: %v", admin.ErrNotFound, err)
+	case errors.Is(err, upstream.ErrInvalidWeight), errors.Is(err, upstream.ErrUnknownAdminState):
+		return fmt.Errorf("%w: %v", admin.ErrInvalid, err)
+	}
+	return err
 }
 
 func (a *adminSource) SetWeight(app, backend string, weight int) error {
@@ -164,7 +178,7 @@ func (a *adminSource) SetWeight(app, backend string, weight int) error {
 		return fmt.Errorf("%w: no backend %q in app %q", admin.ErrNotFound, backend, app)
 	}
 	if err := p.SetWeight(backend, weight); err != nil {
-		return fmt.Errorf("%w: %v", admin.ErrInvalid, err)
+		return adminError(err)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 func newPoolAndProxy(app *config.App, cfg *config.Config, reg *upstream.Registry, log *logrus.Entry) (*upstream.Pool, *upstream.Proxy, error) {
 	var err error
 	pc := upstream.PoolConfig{
+		Log:                   log, // admin state and weight changes
 		DialTimeout:           cfg.Upstream.DialTimeout.D(),
 		ResponseHeaderTimeout: cfg.Upstream.ResponseHeaderTimeout.D(),
 		IdleConnTimeout:       cfg.Upstream.IdleConnTimeout.D(),

@@ -18,9 +18,11 @@ import (
 // app's view of it.
 //
 // The request path pays one atomic load per pick for this: the registry's
-// admin word. While no backend of the registry is held out (the normal
-// state) picks are exactly what they were; while one is, every pick checks
-// the admin state of the candidates it considers.
+// count of held backends. While no backend of the registry is held out
+// (the normal state) picks are exactly what they were; while one is,
+// every pick checks the admin state of the candidates it considers. A
+// weight change costs the request path nothing: the caller rebuilds the
+// balancers of the pools concerned and swaps them in.
 
 // AdminState is what an operator says a backend may take. The zero value
 // is Ready. Health checks run, and health is tracked, in every state: a
@@ -117,54 +119,77 @@ func (b *Backend) WeightOverride() int { return int(b.weight.Load()) }
 // with w (1..MaxWeight); 0 removes the override, restoring each pool's
 // configured weight. Every balancer honours it, the hash ring included
 // (adding or removing points only: keys move onto or off b alone). The
-// override survives reloads like b's health.
+// override survives reloads like b's health, and pools built later use it.
 //
-// The balancers of a pool are built for their weights, so a change
-// rebuilds them: Pool.SetWeight rebuilds its pool's before returning;
-// any other pool that has b rebuilds its own at its next pick, once, on
-// that request (microseconds for ordinary pools; a hash ring of 100
-// backends at MaxWeight is 2.5 million points, tens of milliseconds).
+// The balancers of a pool are built for their weights, so before SetWeight
+// returns it rebuilds those of every open pool of b's registry and swaps
+// them in; requests meanwhile pick with the old ones. That takes
+// microseconds for ordinary pools, but a hash ring is 100 points per unit
+// of weight: 100 backends at MaxWeight take most of a second.
 func (b *Backend) SetWeight(w int) error {
 	_, err := b.swapWeight(w)
 	return err
 }
 
-// swapWeight sets the override and returns the one it replaces.
+// swapWeight sets the override, rebuilds the balancers of the registry's
+// pools, and returns the override it replaced.
 func (b *Backend) swapWeight(w int) (old int, err error) {
 	if w < 0 || w > MaxWeight {
 		return 0, fmt.Errorf("%w %d for backend %q (want 1..%d, or 0 to restore the configured weight)", ErrInvalidWeight, w, b.id, MaxWeight)
 	}
 	old = int(b.weight.Swap(int32(w)))
 	if old != w && b.reg != nil {
-		// After the store: a pool that sees the new generation reads the
-		// new weight (see Pool.reweigh).
-		b.reg.admin.Add(1 << 32)
+		b.reg.weightsChanged()
 	}
 	return old, nil
 }
 
+// weightsChanged advances the weight generation and rebuilds the
+// balancers of the open pools. The generation is advanced after the
+// override is stored, and a pool's state records the generation it read
+// before reading the overrides: a state built concurrently (NewPool, a
+// resolver swap) that missed the change sees a newer generation when it
+// is stored, and is rebuilt there (Pool.reweigh, Pool.swap).
+func (r *Registry) weightsChanged() {
+	r.weightGen.Add(1)
+	r.mu.Lock()
+	pools := make([]*Pool, 0, len(r.pools))
+	for p := range r.pools {
+		pools = append(pools, p)
+	}
+	r.mu.Unlock()
+	for _, p := range pools {
+		p.reweigh()
+	}
+}
+
+// addPool makes weight changes rebuild p's balancers, until p is closed or
+// a Retain leaves it out.
+func (r *Registry) addPool(p *Pool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pools == nil {
+		r.pools = make(map[*Pool]bool)
+	}
+	r.pools[p] = true
+}
+
+func (r *Registry) removePool(p *Pool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.pools, p)
+}
+
 // recountHeldLocked stores the number of the registry's backends that are
-// not Ready in the low half of the admin word. r.mu is held.
+// not Ready. r.mu is held.
 func (r *Registry) recountHeldLocked() {
-	n := uint64(0)
+	n := int32(0)
 	for _, b := range r.backends {
 		if b.AdminState() != Ready {
 			n++
 		}
 	}
-	for {
-		old := r.admin.Load()
-		if r.admin.CompareAndSwap(old, old&^(1<<32-1)|n) {
-			return
-		}
-	}
-}
-
-// adminWord splits the registry's admin word: whether any backend is held
-// out, and the weight generation.
-func (r *Registry) adminWord() (held bool, weightGen uint32) {
-	w := r.admin.Load()
-	return uint32(w) != 0, uint32(w >> 32)
+	r.held.Store(n)
 }
 
 // SetAdminState sets the admin state of the pool's backend id (see
@@ -186,9 +211,9 @@ func (p *Pool) SetAdminState(id string, s AdminState) error {
 }
 
 // SetWeight overrides the weight of the pool's backend id (see
-// Backend.SetWeight; 0 restores the configured weight), rebuilds the
-// pool's balancers for it and logs the change. Errors wrap
-// ErrUnknownBackend or ErrInvalidWeight.
+// Backend.SetWeight; 0 restores the configured weight: the override
+// applies in every pool that has the backend) and logs the change as it
+// affects this pool. Errors wrap ErrUnknownBackend or ErrInvalidWeight.
 func (p *Pool) SetWeight(id string, w int) error {
 	b, err := p.adminBackend(id)
 	if err != nil {
@@ -198,7 +223,6 @@ func (p *Pool) SetWeight(id string, w int) error {
 	if _, err := b.swapWeight(w); err != nil {
 		return err
 	}
-	p.reweigh(true)
 	if to := p.Weight(b); to != from {
 		logWeightChange(p.cfg.Log, b, from, to)
 	}
@@ -226,57 +250,46 @@ func (p *Pool) adminBackend(id string) (*Backend, error) {
 	return nil, fmt.Errorf("%w %q", ErrUnknownBackend, id)
 }
 
-// loadState returns the pool's membership for a pick and whether any
-// backend of the registry is held out. It is one atomic load more than
-// the membership alone. A membership built before a weight change is
-// rebuilt first, unless another rebuild (or a resolver swap) is under way:
-// the pick then uses the membership it has.
-func (p *Pool) loadState() (st *poolState, held bool) {
-	st = p.state.Load()
-	held, gen := p.reg.adminWord()
-	if gen != st.weightGen {
-		st = p.reweigh(false)
+// reweigh rebuilds the pool's balancers if a weight changed since they
+// were built. Only callers that may wait for p.mu call it: never a
+// request.
+func (p *Pool) reweigh() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
 	}
-	return st, held
+	if cur := p.state.Load(); cur != nil {
+		if next := p.withWeights(cur); next != cur {
+			p.state.Store(next)
+		}
+	}
 }
 
-// reweigh rebuilds the pool's balancers for the weights in effect now, if
-// a weight changed since they were built, and returns the membership.
-// wait says whether to wait for p.mu: the admin call does, a pick only
-// tries (p.mu is never waited for on the request path).
-//
-// Holding p.mu from the load to the store keeps a concurrent resolver swap
-// from being overwritten; a resolver state built from an older membership
-// records the weight generation it read, and is reweighed in turn.
-func (p *Pool) reweigh(wait bool) *poolState {
-	if wait {
-		p.mu.Lock()
-	} else if !p.mu.TryLock() {
-		return p.state.Load()
+// withWeights returns st, or, if a weight changed since st was built, a
+// copy of st with the weights in effect now (the balancers rebuilt if
+// one of st's backends changed). p.mu is held.
+func (p *Pool) withWeights(st *poolState) *poolState {
+	gen := p.reg.weightGen.Load()
+	if gen == st.weightGen {
+		return st
 	}
-	defer p.mu.Unlock()
-	cur := p.state.Load()
-	_, gen := p.reg.adminWord()
-	if gen == cur.weightGen {
-		return cur
-	}
-	next := *cur
+	next := *st
 	next.weightGen = gen
-	next.weights = effectiveWeights(cur.backends, cur.eps)
-	if !slices.Equal(next.weights, cur.weights) {
-		levels, err := p.levelsFor(cur.backends, cur.eps, next.weights)
+	next.weights = effectiveWeights(st.backends, st.eps)
+	if !slices.Equal(next.weights, st.weights) {
+		levels, err := p.levelsFor(st.backends, st.eps, next.weights)
 		if err != nil {
 			// Unreachable: the weights are 1..MaxWeight and the IDs were
-			// accepted before. The generation is still taken, so that
-			// picks do not try again and again.
+			// accepted before. The old balancers stay.
 			if p.cfg.Log != nil {
 				p.cfg.Log.WithError(err).Error("upstream: balancers not rebuilt for new weights")
 			}
+			next.weights = st.weights
 		} else {
 			next.levels = levels
 		}
 	}
-	p.state.Store(&next)
 	return &next
 }
 

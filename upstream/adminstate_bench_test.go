@@ -31,7 +31,8 @@ func benchPool(tb testing.TB, reg *Registry, balancer string, levels int) *Pool 
 // adminCases are the admin situations a pick can meet: nothing held (the
 // fast path, one extra atomic load), a backend of another pool of the
 // registry held (the level is scanned, nothing wrapped), and a backend of
-// this pool draining (the skip function is wrapped).
+// this pool draining (the skip function is wrapped; with 2 levels the
+// draining b3 is in the inactive backup group, so it is the scan only).
 var adminCases = []struct {
 	name string
 	set  func(tb testing.TB, reg *Registry, p *Pool)
@@ -70,9 +71,8 @@ func BenchmarkPoolPick(b *testing.B) {
 	}
 }
 
-// BenchmarkPoolReweigh measures the rebuild of a pool's balancers after a
-// weight change, which the admin call (or, for another pool sharing the
-// backend, one request) pays.
+// BenchmarkPoolReweigh measures SetWeight: the rebuild of the pool's
+// balancers, which the admin call pays (requests pay nothing).
 func BenchmarkPoolReweigh(b *testing.B) {
 	for _, bal := range []string{"roundrobin", "hash"} {
 		p := benchPool(b, nil, bal, 1)

@@ -349,7 +349,7 @@ func TestAdminStateSharedAndSurvivesReload(t *testing.T) {
 	if err := one.SetWeight("a", 3); err != nil {
 		t.Fatal(err)
 	}
-	// The other pool rebuilds its balancers at its first pick.
+	// SetWeight rebuilt the other pool's balancers as well.
 	if got := picksOf(other); got["a"] != 300 {
 		t.Errorf("other pool after the weight change: %v, want a 300", got)
 	}
@@ -377,8 +377,29 @@ func TestAdminStateSharedAndSurvivesReload(t *testing.T) {
 	}
 }
 
-// Retain forgets a held backend, and with it the slow path of picks.
-func TestRetainForgetsHeldBackends(t *testing.T) {
+// A membership the resolver built before a weight change, swapped in
+// after it, gets the new weight: the swap rebuilds it.
+func TestSetWeightRacingResolverSwap(t *testing.T) {
+	pool, _, _ := adminPool(t, "roundrobin", []int{1, 1})
+	cur := pool.state.Load()
+	built, err := pool.newState(cur.sets, cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.SetWeight("a", 3); err != nil {
+		t.Fatal(err)
+	}
+	if !pool.swap(built) {
+		t.Fatal("swap refused")
+	}
+	if got := poolPicks(t, pool, time.Now(), 400); got["a"] != 300 || got["b"] != 100 {
+		t.Errorf("after the stale swap: %v, want a 300, b 100", got)
+	}
+}
+
+// Retain forgets a held backend, and with it the slow path of picks, and
+// retires the pools it is not given: weight changes leave them alone.
+func TestRetainForgetsHeldBackendsAndRetiredPools(t *testing.T) {
 	reg := NewRegistry()
 	old, err := NewPool(PoolConfig{Backends: []BackendConfig{{ID: "a", Addr: "127.0.0.1:8001"}, {ID: "gone", Addr: "127.0.0.1:8009"}}}, reg)
 	if err != nil {
@@ -388,7 +409,7 @@ func TestRetainForgetsHeldBackends(t *testing.T) {
 	if err := old.SetAdminState("gone", Maint); err != nil {
 		t.Fatal(err)
 	}
-	if held, _ := reg.adminWord(); !held {
+	if reg.held.Load() != 1 {
 		t.Fatal("a backend in maint does not count as held")
 	}
 	cur, err := NewPool(PoolConfig{Backends: []BackendConfig{{ID: "a", Addr: "127.0.0.1:8001"}}}, reg)
@@ -397,181 +418,25 @@ func TestRetainForgetsHeldBackends(t *testing.T) {
 	}
 	t.Cleanup(cur.Close)
 	reg.Retain(cur)
-	if held, _ := reg.adminWord(); held {
+	if reg.held.Load() != 0 {
 		t.Error("the forgotten backend still counts as held")
 	}
-}
-
-// Drain counts toward MinActive, Maint does not; a group whose up
-// backends all drain lets the next group take the new sessions.
-func TestPriorityDrainCountsMaintDoesNot(t *testing.T) {
-	pool, err := NewPool(PoolConfig{MinActive: 2, Backends: []BackendConfig{
-		{ID: "p1", Addr: "127.0.0.1:8001"},
-		{ID: "p2", Addr: "127.0.0.1:8002"},
-		{ID: "p3", Addr: "127.0.0.1:8003"},
-		{ID: "b1", Addr: "127.0.0.1:9001", Priority: 1},
-	}}, nil)
-	if err != nil {
+	retired := old.state.Load()
+	if err := cur.SetWeight("a", 5); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(pool.Close)
-	now := time.Now()
-	set := func(id string, s AdminState) {
-		t.Helper()
-		if err := pool.SetAdminState(id, s); err != nil {
-			t.Fatal(err)
-		}
+	if old.state.Load() != retired {
+		t.Error("a weight change rebuilt a retired pool")
 	}
-	p1, b1 := pool.Backend("p1"), pool.Backend("b1")
-
-	set("p1", Drain)
-	set("p2", Drain)
-	// p1 and p2 draining, p3 ready: 3 >= MinActive, primaries only.
-	if got := poolPicks(t, pool, now, 90); got["p3"] != 90 {
-		t.Errorf("two primaries draining: %v, want p3 alone", got)
+	if cur.state.Load().weights[0] != 5 {
+		t.Error("a weight change did not rebuild the current pool")
 	}
-	if !pool.Active(p1, now) || pool.Active(b1, now) {
-		t.Error("two primaries draining: want p1 active for its sticky users, the backup not")
-	}
-
-	set("p1", Maint)
-	// p1 in maint no longer counts: p2 (drain) + p3 = 2, still enough.
-	if got := poolPicks(t, pool, now, 90); got["p3"] != 90 {
-		t.Errorf("p1 maint, p2 drain: %v, want p3 alone", got)
-	}
-	if pool.Active(p1, now) {
-		t.Error("p1 in maint is active for sticky hints")
-	}
-	set("p2", Maint)
-	// p3 alone: below MinActive, the backup joins.
-	if got := poolPicks(t, pool, now, 90); got["p3"] == 0 || got["b1"] == 0 {
-		t.Errorf("two primaries in maint: %v, want p3 and b1", got)
-	}
-
-	set("p1", Drain)
-	set("p2", Drain)
-	set("p3", Drain)
-	// Every primary draining: enough of them, but none takes new
-	// sessions, so the backup does; the primaries keep their users.
-	if got := poolPicks(t, pool, now, 90); got["b1"] != 90 {
-		t.Errorf("all primaries draining: %v, want b1 alone", got)
-	}
-	if !pool.Active(p1, now) || !pool.Active(b1, now) {
-		t.Error("all primaries draining: want p1 (sticky users) and b1 active")
-	}
-
-	for _, id := range []string{"p1", "p2", "p3"} {
-		set(id, Ready)
-	}
-	if got := poolPicks(t, pool, now, 90); got["b1"] != 0 {
-		t.Errorf("primaries ready: %v, want the backup released", got)
-	}
-}
-
-var stickyEpoch = time.Date(2025, 1, 1, 12, 0, 30, 0, time.UTC)
-
-func sessionKey(i int) uint64 { return HashKey(fmt.Sprintf("session-%d", i)) }
-
-func TestStickySessions(t *testing.T) {
-	b := newBackend("a", "127.0.0.1:1", stickyEpoch)
-	if n, last := b.StickySessions(stickyEpoch, 30*time.Minute); n != 0 || !last.IsZero() {
-		t.Fatalf("no note yet: %d, %v", n, last)
-	}
-	t0 := stickyEpoch
-	for i := range 1000 {
-		b.NoteSticky(sessionKey(i), t0)
-	}
-	// Returning sessions do not count twice.
-	for i := range 1000 {
-		b.NoteSticky(sessionKey(i), t0.Add(time.Minute))
-	}
-	n, last := b.StickySessions(t0.Add(time.Minute), 30*time.Minute)
-	if n < 950 || n > 1050 {
-		t.Errorf("1,000 sessions counted as %d", n)
-	}
-	if !last.Equal(t0.Add(time.Minute)) {
-		t.Errorf("last = %v, want %v", last, t0.Add(time.Minute))
-	}
-
-	// 500 other sessions 40 minutes later: a 30-minute window sees them
-	// alone, an hour sees both.
-	t1 := t0.Add(40 * time.Minute)
-	for i := range 500 {
-		b.NoteSticky(sessionKey(10_000+i), t1)
-	}
-	if n, _ := b.StickySessions(t1, 30*time.Minute); n < 475 || n > 525 {
-		t.Errorf("30-minute window counts %d, want about 500", n)
-	}
-	if n, _ := b.StickySessions(t1, time.Hour); n < 1425 || n > 1575 {
-		t.Errorf("1-hour window counts %d, want about 1,500", n)
-	}
-	if n, _ := b.StickySessions(t1, 10*time.Hour); n < 1425 || n > 1575 {
-		t.Errorf("window cut to an hour counts %d, want about 1,500", n)
-	}
-
-	// Once the window has passed, nothing counts, but last stays.
-	later := t1.Add(30*time.Minute + stickyBucket)
-	if n, last := b.StickySessions(later, 30*time.Minute); n != 0 || !last.Equal(t1) {
-		t.Errorf("after the window: %d, %v; want 0, %v", n, last, t1)
-	}
-	if n, _ := b.StickySessions(later, 0); n != 0 {
-		t.Errorf("zero window counts %d", n)
-	}
-
-	// Small counts are exact: what a drain waits on.
-	small := newBackend("s", "127.0.0.1:2", stickyEpoch)
-	for i := range 3 {
-		small.NoteSticky(sessionKey(i), t0)
-		small.NoteSticky(sessionKey(i), t0.Add(time.Second))
-	}
-	if n, _ := small.StickySessions(t0.Add(time.Second), 30*time.Minute); n != 3 {
-		t.Errorf("3 sessions counted as %d", n)
-	}
-	// last moves in steps of a second at least; an older note does not
-	// move it back.
-	small.NoteSticky(sessionKey(0), t0.Add(1500*time.Millisecond))
-	small.NoteSticky(sessionKey(0), t0)
-	if _, last := small.StickySessions(t0, time.Minute); !last.Equal(t0.Add(time.Second)) {
-		t.Errorf("last = %v, want %v", last, t0.Add(time.Second))
-	}
-}
-
-// The buckets are recycled: a day of notes keeps the memory and the
-// count of one window.
-func TestStickySessionsRecycle(t *testing.T) {
-	b := newBackend("a", "127.0.0.1:1", stickyEpoch)
-	now := stickyEpoch
-	for m := range 24 * 60 {
-		now = stickyEpoch.Add(time.Duration(m) * time.Minute)
-		for i := range 10 {
-			b.NoteSticky(sessionKey(m*10+i), now) // 10 new sessions a minute
-		}
-	}
-	// 30 minutes of 10 a minute, rounded out to whole buckets: 300..320.
-	if n, _ := b.StickySessions(now, 30*time.Minute); n < 285 || n > 336 {
-		t.Errorf("30-minute window after a day: %d, want about 300-320", n)
-	}
-}
-
-// The estimate's error, over many key sets: unbiased, and within 5% for
-// at least 90% of sets of 1,000 keys (σ ≈ 2.5% there).
-func TestStickySessionsAccuracy(t *testing.T) {
-	const sets, n = 50, 1000
-	within, sum := 0, 0.0
-	for s := range sets {
-		b := newBackend("a", "127.0.0.1:1", stickyEpoch)
-		for i := range n {
-			b.NoteSticky(sessionKey(s*n+i), stickyEpoch)
-		}
-		got, _ := b.StickySessions(stickyEpoch, time.Minute)
-		e := float64(got-n) / n
-		sum += e
-		if e > -0.05 && e < 0.05 {
-			within++
-		}
-	}
-	if mean := sum / sets; mean < -0.01 || mean > 0.01 || within < sets*9/10 {
-		t.Errorf("mean error %.4f, %d of %d sets within 5%%", mean, within, sets)
+	cur.Close()
+	reg.mu.Lock()
+	n := len(reg.pools)
+	reg.mu.Unlock()
+	if n != 0 {
+		t.Errorf("registry still holds %d pools after Retain and Close", n)
 	}
 }
 
@@ -634,4 +499,19 @@ func TestAdminConcurrent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Health checks go on in maint: a backend that broke meanwhile is down
+// when it is set ready again, and one that recovered is up.
+func TestHealthChecksRunInMaint(t *testing.T) {
+	sb := newSwitchBackend(t, http.StatusOK)
+	pool, _ := startHealthPool(t, nil, fastHealth(), nil, sb.addr())
+	b := pool.Backend("b0")
+	if err := pool.SetAdminState("b0", Maint); err != nil {
+		t.Fatal(err)
+	}
+	sb.code.Store(http.StatusServiceUnavailable)
+	eventually(t, "backend in maint checked down", b.CheckedDown)
+	sb.code.Store(http.StatusOK)
+	eventually(t, "backend in maint checked up", func() bool { return !b.CheckedDown() })
 }

@@ -10,6 +10,7 @@ package upstream
 
 import (
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -246,10 +247,15 @@ func backoff(n int32) time.Duration {
 type Registry struct {
 	mu       sync.Mutex
 	backends map[identity]*Backend
-	// admin is what every pick loads first (adminstate.go): the low 32
-	// bits count the registry's backends that are not Ready, the high 32
-	// are a generation that every weight override change advances.
-	admin atomic.Uint64
+	// Operator changes (adminstate.go). held counts the backends that
+	// are not Ready; every pick loads it. weightGen advances with every
+	// change of a weight override, and pools are the pools built from
+	// the registry and still open, whose balancers such a change rebuilds
+	// (NewPool adds a pool; Close removes it, and Retain keeps only the
+	// pools it is given). pools is guarded by mu.
+	held      atomic.Int32
+	weightGen atomic.Uint64
+	pools     map[*Pool]bool
 }
 
 // NewRegistry returns an empty registry.
@@ -282,6 +288,8 @@ func (r *Registry) Backend(id, addr string) *Backend {
 // stops being shared with future pools. A pool counts with its current
 // membership; an address its resolver dropped stays in the registry until
 // the next Retain, so one that comes back within that time keeps its state.
+// Other pools are retired: weight changes no longer rebuild their
+// balancers.
 func (r *Registry) Retain(pools ...*Pool) int {
 	keep := make(map[*Backend]bool)
 	for _, p := range pools {
@@ -291,6 +299,11 @@ func (r *Registry) Retain(pools ...*Pool) int {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for p := range r.pools {
+		if !slices.Contains(pools, p) {
+			delete(r.pools, p)
+		}
+	}
 	n := 0
 	for k, b := range r.backends {
 		if !keep[b] {

@@ -163,9 +163,8 @@ type Pool struct {
 	backends []*Backend
 	stacks   []*connStack
 
-	// mu guards closed and resolving and is held for a swap of state
-	// (resolver, weight change). A request only ever TryLocks it, to
-	// rebuild the balancers after a weight change (Pool.reweigh).
+	// mu guards closed and resolving and is held for a swap of state (by
+	// the resolver, and for a weight change), never by requests.
 	mu        sync.Mutex
 	closed    bool
 	resolving *resolverRun
@@ -183,10 +182,10 @@ type poolState struct {
 	stacks   []*connStack // idle connections, per backend (same order)
 	// weights are the weights the levels' balancers were built with
 	// (overrides in effect), weightGen the registry's weight generation
-	// read before them; a pick that sees a later one rebuilds the levels
-	// (see Pool.reweigh).
+	// read before them; a state stored with an older one than the
+	// registry's is rebuilt (see Registry.weightsChanged).
 	weights   []int
-	weightGen uint32
+	weightGen uint64
 	// retired holds the stacks of the backends the previous state had and
 	// this one dropped, closed: a request that picked one of them just
 	// before the swap still finds its stack.
@@ -255,6 +254,10 @@ func NewPool(cfg PoolConfig, reg *Registry) (*Pool, error) {
 	} else if p.cfg.Protocol != "" && p.cfg.Protocol != ProtocolHTTP1 {
 		return nil, fmt.Errorf("upstream: protocol %q: want http1, h2 or h2c", p.cfg.Protocol)
 	}
+	// Registered last, so that a pool that failed is not; a weight changed
+	// since the state was built is taken now (see weightsChanged).
+	reg.addPool(p)
+	p.reweigh()
 	return p, nil
 }
 
@@ -308,8 +311,9 @@ func (p *Pool) newState(sets [][]endpoint, prev *poolState) (*poolState, error) 
 		}
 	}
 	// The generation is read before the overrides: a weight changed in
-	// between leaves this state stale, and the next pick rebuilds it.
-	_, st.weightGen = p.reg.adminWord()
+	// between leaves this state with an older generation, and it is
+	// rebuilt when stored (see Registry.weightsChanged).
+	st.weightGen = p.reg.weightGen.Load()
 	st.weights = effectiveWeights(st.backends, st.eps)
 	levels, err := p.levelsFor(st.backends, st.eps, st.weights)
 	if err != nil {
@@ -355,6 +359,7 @@ func (p *Pool) swap(next *poolState) bool {
 		return false
 	}
 	prev := p.state.Load()
+	next = p.withWeights(next) // a weight may have changed while next was built
 	keep := make(map[*connStack]bool, len(next.stacks))
 	for _, s := range next.stacks {
 		keep[s] = true
@@ -449,6 +454,7 @@ func (p *Pool) Close() {
 	p.closed = true
 	run := p.resolving
 	p.mu.Unlock()
+	p.reg.removePool(p)
 	if run != nil {
 		p.stopResolver(run)
 	}

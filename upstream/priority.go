@@ -71,12 +71,34 @@ func buildLevels(backends []*Backend, cfgs []BackendConfig, newBalancer func([]*
 }
 
 // activeLevel returns the level that takes traffic at now: the first whose
-// cumulative up count reaches minActive, or the last. held says whether
-// admin states must be looked at (see the top of the file); without them
-// every up backend counts and is Ready.
-func (st *poolState) activeLevel(now time.Time, minActive int, held bool) *level {
+// cumulative up count reaches minActive, or the last. It is the level
+// while no backend is held out by an operator; levelAt in general.
+func (st *poolState) activeLevel(now time.Time, minActive int) *level {
 	if len(st.levels) == 1 {
 		return &st.levels[0]
+	}
+	up := 0
+	for i := range st.levels {
+		lv := &st.levels[i]
+		for _, b := range lv.members {
+			if b.Up(now) {
+				up++
+			}
+		}
+		if up >= minActive {
+			return lv
+		}
+	}
+	return &st.levels[len(st.levels)-1]
+}
+
+// levelAt is activeLevel with admin states (see the top of the file) when
+// held says some backend may be held out: a backend in Maint does not
+// count, one in Drain does, and a level is taken only once a Ready
+// backend is up in it or before it.
+func (st *poolState) levelAt(now time.Time, minActive int, held bool) *level {
+	if !held || len(st.levels) == 1 {
+		return st.activeLevel(now, minActive)
 	}
 	up, ready := 0, 0
 	for i := range st.levels {
@@ -85,19 +107,14 @@ func (st *poolState) activeLevel(now time.Time, minActive int, held bool) *level
 			if !b.Up(now) {
 				continue
 			}
-			if held {
-				switch b.AdminState() {
-				case Maint:
-					continue
-				case Drain:
-					up++
-					continue
-				}
+			switch b.AdminState() {
+			case Ready:
+				ready++
+			case Maint:
+				continue
 			}
 			up++
-			ready++
 		}
-		// minActive >= 1, so without admin states ready > 0 holds here.
 		if up >= minActive && ready > 0 {
 			return lv
 		}
@@ -125,36 +142,53 @@ func (p *Pool) Active(b *Backend, now time.Time) bool {
 	if b.AdminState() == Maint {
 		return false
 	}
-	st, held := p.loadState()
+	st := p.state.Load()
 	if len(st.levels) == 1 {
 		_, ok := st.index[b]
 		return ok
 	}
-	return st.activeLevel(now, p.cfg.MinActive, held).union[b]
+	return st.levelAt(now, p.cfg.MinActive, p.reg.held.Load() != 0).union[b]
 }
 
 // PickAt asks the balancer of the level active at now; see Balancer.
 // Backends that are not Ready (AdminState) are never picked: a request a
 // draining backend should take comes with its sticky hint, which the
 // caller checks with Active.
+//
+// The check costs one atomic load, of the registry's count of held
+// backends: while it is 0, the pick is what it was without admin states.
 func (p *Pool) PickAt(now time.Time, skip func(*Backend) bool) *Backend {
-	return p.pickAt(now, false, 0, skip)
+	if p.reg.held.Load() != 0 {
+		return p.pickAdmin(now, false, 0, skip)
+	}
+	return p.state.Load().activeLevel(now, p.cfg.MinActive).balancer.Pick(skip)
 }
 
 // PickKeyAt is PickAt for a hash key: a KeyBalancer maps it to its
 // backend; other balancers ignore it.
 func (p *Pool) PickKeyAt(now time.Time, key uint64, skip func(*Backend) bool) *Backend {
-	return p.pickAt(now, true, key, skip)
+	if p.reg.held.Load() != 0 {
+		return p.pickAdmin(now, true, key, skip)
+	}
+	bal := p.state.Load().activeLevel(now, p.cfg.MinActive).balancer
+	if kb, ok := bal.(KeyBalancer); ok {
+		return kb.PickKey(key, skip)
+	}
+	return bal.Pick(skip)
 }
 
-func (p *Pool) pickAt(now time.Time, keyed bool, key uint64, skip func(*Backend) bool) *Backend {
-	st, held := p.loadState()
-	lv := st.activeLevel(now, p.cfg.MinActive, held)
-	if held && lv.anyHeld() {
+// pickAdmin is a pick while a backend of the registry is held out: the
+// level is chosen with admin states, and if a backend of it is held out
+// the skip function is wrapped to reject it.
+func (p *Pool) pickAdmin(now time.Time, keyed bool, key uint64, skip func(*Backend) bool) *Backend {
+	lv := p.state.Load().levelAt(now, p.cfg.MinActive, true)
+	if lv.anyHeld() {
 		return pickReady(lv.balancer, keyed, key, skip)
 	}
-	if kb, ok := lv.balancer.(KeyBalancer); ok && keyed {
-		return kb.PickKey(key, skip)
+	if keyed {
+		if kb, ok := lv.balancer.(KeyBalancer); ok {
+			return kb.PickKey(key, skip)
+		}
 	}
 	return lv.balancer.Pick(skip)
 }
