@@ -13,13 +13,16 @@ import "time"
 
 // Defaults shared by the flag parser, the file loader and the documentation.
 const (
-	DefaultListen      = ":443"
-	DefaultHTTPListen  = ":80"
-	DefaultAdmin       = "127.0.0.1:2019"
-	DefaultStickyName  = "tlsedge_sticky"
-	DefaultAccessLog   = "stdout"
-	DefaultLogLevel    = "info"
-	DefaultDialTimeout = 5 * time.Second
+	DefaultListen     = ":443"
+	DefaultHTTPListen = ":80"
+	DefaultAdmin      = "127.0.0.1:2019"
+	// DefaultShutdownTimeout is how long requests in flight get to finish
+	// at a stop (SIGTERM) or after a binary upgrade.
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultStickyName      = "tlsedge_sticky"
+	DefaultAccessLog       = "stdout"
+	DefaultLogLevel        = "info"
+	DefaultDialTimeout     = 5 * time.Second
 	// DefaultResponseHeaderTimeout bounds how long a backend may think before
 	// it sends response headers; streaming bodies after that are not bounded.
 	DefaultResponseHeaderTimeout = 60 * time.Second
@@ -51,6 +54,9 @@ type Config struct {
 	// AdminTokenFile holds the token the admin API's changes require
 	// (Authorization: Bearer TOKEN). Without it the API is read-only.
 	AdminTokenFile string `yaml:"admin_token_file,omitempty"`
+	// ShutdownTimeout is how long requests in flight get to finish when
+	// tlsedge stops or hands over to a new binary (default 10s).
+	ShutdownTimeout Duration `yaml:"shutdown_timeout,omitempty"`
 
 	TLS      TLS      `yaml:"tls,omitempty"`
 	Frontend Frontend `yaml:"frontend,omitempty"`

@@ -26,6 +26,9 @@ func (c *Config) Normalize(stateDir string) {
 	if c.Admin == "" {
 		c.Admin = DefaultAdmin
 	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = Duration(DefaultShutdownTimeout)
+	}
 	if c.StickyKeyFile == "" {
 		c.StickyKeyFile = filepath.Join(c.StateDir, "sticky.keys")
 	}

@@ -290,7 +290,15 @@ func (s *Server) HTTPAddr() net.Addr {
 }
 
 // Shutdown timeouts: in-flight requests get this long to finish.
-const shutdownGrace = 10 * time.Second
+const shutdownGrace = config.DefaultShutdownTimeout
+
+// grace is how long in-flight requests get at a shutdown.
+func (s *Server) grace() time.Duration {
+	if d := s.cfg.ShutdownTimeout.D(); d > 0 {
+		return d
+	}
+	return shutdownGrace
+}
 
 // Serve serves until ctx ends, then stops accepting, lets in-flight
 // requests finish (up to shutdownGrace), flushes the access log and returns.
@@ -365,7 +373,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		go func() { errc <- serveErr(s.adminSrv.Serve(s.adminLn)) }()
 	}
 	tcpDone := make(chan struct{})
-	go func() { defer close(tcpDone); s.serveTCP(bg, shutdownGrace) }()
+	go func() { defer close(tcpDone); s.serveTCP(bg, s.grace()) }()
 	s.logStartup(snap)
 
 	select {
@@ -377,7 +385,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.tlsLn != nil {
 		s.tlsLn.Close()
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), s.grace())
 	defer cancel()
 	var wg2 sync.WaitGroup
 	wg2.Add(1)

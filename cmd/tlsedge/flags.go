@@ -41,10 +41,11 @@ type flagValues struct {
 	onDemandRate, onDemandRatePerIP string
 	importAutocert                  string
 
-	frontend       frontendFlags
-	pidFile        string
-	admin          string
-	adminTokenFile string
+	frontend        frontendFlags
+	pidFile         string
+	shutdownTimeout string
+	admin           string
+	adminTokenFile  string
 }
 
 // newFlagSet declares every flag of run and check. The README's flag
@@ -87,6 +88,7 @@ func newFlagSet(name string, v *flagValues) *pflag.FlagSet {
 	v.frontend.register(fs)
 	fs.StringVar(&v.admin, "admin", "", "admin listener `ADDRESS`: status page, JSON API, /metrics, or \"off\" (default \""+config.DefaultAdmin+"\")")
 	fs.StringVar(&v.adminTokenFile, "admin-token-file", "", "`FILE` holding the token the admin API's changes require (without it the API is read-only)")
+	fs.StringVar(&v.shutdownTimeout, "shutdown-timeout", "", "how long requests in flight get to finish at a stop or a binary upgrade (`DURATION`, default 10s)")
 	fs.StringVar(&v.pidFile, "pid-file", "", "write the serving process's PID to `FILE` (for kill -HUP to reload, kill -USR2 to upgrade the binary)")
 	return fs
 }
@@ -183,6 +185,9 @@ func loadConfig(fs *pflag.FlagSet, v *flagValues, getenv func(string) string, ui
 			return nil, err
 		}
 		cfg.TCP = append(cfg.TCP, svc)
+	}
+	if err := setParsed(fs, "shutdown-timeout", v.shutdownTimeout, &cfg.ShutdownTimeout, config.ParseDuration); err != nil {
+		return nil, err
 	}
 	if err := v.frontend.apply(fs, &cfg.Frontend); err != nil {
 		return nil, err
