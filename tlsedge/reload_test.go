@@ -1,6 +1,8 @@
 package tlsedge
 
 import (
+	"bufio"
+	"crypto/tls"
 	"io"
 	"net/http"
 	"strings"
@@ -8,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/tlsedge/tlsedge/config"
 )
@@ -159,4 +163,54 @@ func TestReloadUnderLoad(t *testing.T) {
 	if failed.Load() != 0 || refused != 1 || ok.Load() == 0 {
 		t.Errorf("%d failed, %d reloads refused (want 0 and 1)", failed.Load(), refused)
 	}
+}
+
+// A reload closes no open connection: a TCP-mode session and a WebSocket
+// through an app both go on talking after it, whether their service
+// changed or not.
+func TestReloadKeepsOpenConnections(t *testing.T) {
+	echo := tcpEcho(t, "echo", false)
+	listen := freeAddr(t)
+	ws := startWSBackend(t)
+	mk := func(extra string) *config.Config {
+		a := app("shop.example.com", ws)
+		if extra != "" {
+			a.Methods = []string{"GET", "POST"} // the app changes
+		}
+		return &config.Config{
+			Apps: []config.App{a},
+			TCP:  []config.TCPService{{Listen: listen, Backends: []config.Backend{{Addr: echo}}}},
+		}
+	}
+	g := startGateway(t, mk(""))
+	c, err := tls.Dial("tcp", g.srv.TCPAddrs()[0].String(), &tls.Config{ServerName: "shop.example.com", RootCAs: g.roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second)) //nolint:errcheck
+	br := bufio.NewReader(c)
+	wsc := dialWS(t, g, "shop.example.com")
+	say := func(when string) {
+		t.Helper()
+		io.WriteString(c, when+"\n") //nolint:errcheck
+		if line, err := br.ReadString('\n'); err != nil || line != "echo: "+when+"\n" {
+			t.Errorf("TCP session %s: %q %v", when, line, err)
+		}
+		if err := wsc.WriteMessage(websocket.TextMessage, []byte(when)); err != nil {
+			t.Errorf("WebSocket write %s: %v", when, err)
+			return
+		}
+		if _, msg, err := wsc.ReadMessage(); err != nil || string(msg) != "echo: "+when {
+			t.Errorf("WebSocket %s: %q %v", when, msg, err)
+		}
+	}
+	say("before")
+	cfg := mk("changed")
+	cfg.Listen, cfg.HTTPListen, cfg.StateDir, cfg.Admin = g.cfg.Listen, g.cfg.HTTPListen, g.cfg.StateDir, g.cfg.Admin
+	cfg.Normalize(cfg.StateDir)
+	if err := g.srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	say("after")
 }

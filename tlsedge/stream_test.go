@@ -169,7 +169,9 @@ func TestStreamGiBThroughGateway(t *testing.T) {
 	})
 }
 
-func TestWebSocketThroughGateway(t *testing.T) {
+// startWSBackend is a WebSocket origin that echoes "echo: MSG".
+func startWSBackend(t *testing.T) string {
+	t.Helper()
 	up := websocket.Upgrader{}
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn, err := up.Upgrade(w, r, nil)
@@ -187,17 +189,28 @@ func TestWebSocketThroughGateway(t *testing.T) {
 			}
 		}
 	}))
-	defer origin.Close()
-	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"ws.example.com"}, Backends: []config.Backend{{Addr: origin.Listener.Addr().String()}}}}})
+	t.Cleanup(origin.Close)
+	return origin.Listener.Addr().String()
+}
+
+// dialWS opens a WebSocket to host through the gateway.
+func dialWS(t *testing.T, g *gateway, host string) *websocket.Conn {
+	t.Helper()
 	d := websocket.Dialer{
 		NetDialContext:  g.client(false).Transport.(*http.Transport).DialContext,
 		TLSClientConfig: g.client(false).Transport.(*http.Transport).TLSClientConfig,
 	}
-	conn, resp, err := d.Dial("wss://ws.example.com/chat", nil)
+	conn, resp, err := d.Dial("wss://"+host+"/chat", nil)
 	if err != nil {
 		t.Fatalf("dial through the gateway: %v (response %v)", err, resp)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func TestWebSocketThroughGateway(t *testing.T) {
+	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"ws.example.com"}, Backends: []config.Backend{{Addr: startWSBackend(t)}}}}})
+	conn := dialWS(t, g, "ws.example.com")
 	for i := range 20 {
 		msg := fmt.Sprintf("message %d", i)
 		if err := conn.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
