@@ -467,6 +467,9 @@ func (s *Server) logStartup(snap *snapshot) {
 	if s.httpLn != nil {
 		s.log.WithField("address", s.httpLn.Addr().String()).Info("listening for plain HTTP (redirects to HTTPS)")
 	}
+	if s.adminLn != nil {
+		s.log.WithField("address", s.adminLn.Addr().String()).Info("admin listening: status page, API, /metrics")
+	}
 	for i, ln := range s.tcpLns {
 		r := snap.tcp[s.cfg.TCPListens()[i]]
 		kind := "TLS"

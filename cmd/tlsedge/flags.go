@@ -238,6 +238,7 @@ Usage:
   tlsedge check [FLAGS]        validate flags and/or --config, print the effective configuration
   tlsedge trust [FLAGS]        print the local CA root and how to make clients trust it
   tlsedge certs [FLAGS]        list the ACME certificates in storage: names, issuer, expiry, renewal
+  tlsedge reload [FLAGS]       reload the running instance's configuration through its admin API
   tlsedge explain URL [--method M] [--cookie C] [--header 'K: V'] [--from IP] [FLAGS]
                                what tlsedge would do with that request: app, filters, sticky, backend
   tlsedge version              print the version

@@ -42,7 +42,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 {
 		switch args[0] {
-		case "run", "demo", "check", "trust", "certs", "explain", "version", "help":
+		case "run", "demo", "check", "trust", "certs", "explain", "reload", "version", "help":
 			cmd, args = args[0], args[1:]
 		}
 	}
@@ -99,6 +99,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCerts(ctx, cfg, stdout, stderr, time.Now())
 	case "explain":
 		return runExplain(cfg, ex, stdout, stderr)
+	case "reload":
+		return runReloadCmd(ctx, cfg, stdout, stderr)
 	}
 	// SIGHUP reads the configuration again from the same flags and file.
 	reread := func() (*config.Config, error) {

@@ -74,3 +74,46 @@ func TestSIGHUPReload(t *testing.T) {
 		t.Errorf("after a bad config: %q", got)
 	}
 }
+
+// tlsedge reload asks the running instance through its admin API: a good
+// file is applied, a bad one refused with its error (exit 1), and the
+// running configuration stays.
+func TestReloadCommand(t *testing.T) {
+	origin := func(name string) string {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
+		t.Cleanup(s.Close)
+		return s.Listener.Addr().String()
+	}
+	one, two := origin("one"), origin("two")
+	state := t.TempDir()
+	file := filepath.Join(state, "tlsedge.yaml")
+	token := filepath.Join(state, "token")
+	if err := os.WriteFile(token, []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write := func(body string) {
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("apps:\n  - hosts: [localhost]\n    backends: [{addr: " + one + "}]\n")
+	in := startInstance(t, "--listen", "127.0.0.1:0", "--http-listen", "off", "--state-dir", state,
+		"--config", file, "--admin", "127.0.0.1:0", "--admin-token-file", token)
+	line := in.waitLine(t, 10*time.Second, "admin listening")
+	_, rest, _ := strings.Cut(line, "address=\"")
+	adminAddr, _, _ := strings.Cut(rest, "\"")
+	write("apps:\n  - hosts: [localhost]\n    backends: [{addr: " + two + "}]\n")
+	out, errOut, code := runCmd(t, "reload", "--admin", adminAddr, "--admin-token-file", token)
+	if code != 0 || !strings.HasPrefix(out, "reloaded") {
+		t.Fatalf("reload: exit %d, %q %q", code, out, errOut)
+	}
+	in.waitLine(t, 10*time.Second, "configuration reloaded")
+	write("apps:\n  - hosts: [localhost]\n    backends: []\n")
+	_, errOut, code = runCmd(t, "reload", "--admin", adminAddr, "--admin-token-file", token)
+	if code != 1 || !strings.Contains(errOut, "backend") {
+		t.Errorf("a bad file: exit %d, %q", code, errOut)
+	}
+	if _, _, code := runCmd(t, "reload", "--admin", adminAddr); code != 2 {
+		t.Errorf("without a token file: exit %d, want 2", code)
+	}
+}
