@@ -20,18 +20,7 @@ import (
 // logClient is an HTTPS client for an instance whose local CA is in state.
 func logClient(t *testing.T, in *instance, state string) func(path string) {
 	t.Helper()
-	pem, err := os.ReadFile(filepath.Join(state, "ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"},
-		DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, n, in.addr)
-		},
-	}}
+	c := localhostClient(t, in, state)
 	return func(path string) {
 		req, _ := http.NewRequest("GET", "https://localhost"+path, nil)
 		req.Header.Set("User-Agent", "logtest/1.0")
@@ -119,4 +108,22 @@ func waitFile(t *testing.T, file, want string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// localhostClient is an HTTPS client for "localhost" that trusts the
+// local CA of the instance's state dir and dials the instance.
+func localhostClient(t *testing.T, in *instance, state string) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(filepath.Join(state, "ca", "root.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"},
+		DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, n, in.addr)
+		},
+	}}
 }

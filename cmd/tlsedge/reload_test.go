@@ -1,11 +1,7 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -34,18 +30,7 @@ func TestSIGHUPReload(t *testing.T) {
 	}
 	write("apps:\n  - hosts: [localhost]\n    backends: [{addr: " + one + "}]\n")
 	in := startInstance(t, "--listen", "127.0.0.1:0", "--http-listen", "off", "--state-dir", state, "--config", file)
-	pem, err := os.ReadFile(filepath.Join(state, "ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"},
-		DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, n, in.addr)
-		},
-	}}
+	c := localhostClient(t, in, state)
 	body := func() string {
 		resp, err := c.Get("https://localhost/")
 		if err != nil {

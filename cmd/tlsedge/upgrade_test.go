@@ -1,12 +1,8 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -33,20 +29,7 @@ func TestBinaryUpgradeUnderLoad(t *testing.T) {
 	in := startInstance(t, "--listen", "127.0.0.1:0", "--http-listen", "off", "--state-dir", state,
 		"--pid-file", pidFile, "--admin", "off", "--app", "localhost="+origin.Listener.Addr().String())
 	oldPID := in.cmd.Process.Pid
-	pem, err := os.ReadFile(filepath.Join(state, "ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	newClient := func() *http.Client {
-		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"},
-			DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, n, in.addr)
-			},
-		}}
-	}
+	newClient := func() *http.Client { return localhostClient(t, in, state) }
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var ok, failed atomic.Int64
@@ -132,12 +115,6 @@ func TestReloadsAndUpgradeUnderLoad(t *testing.T) {
 	write("{addr: " + origins[0] + "}")
 	in := startInstance(t, "--listen", "127.0.0.1:0", "--http-listen", "off", "--state-dir", state,
 		"--pid-file", pidFile, "--admin", "off", "--config", file)
-	pem, err := os.ReadFile(filepath.Join(state, "ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var ok, failed atomic.Int64
@@ -145,12 +122,7 @@ func TestReloadsAndUpgradeUnderLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-				TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"},
-				DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) {
-					return (&net.Dialer{}).DialContext(ctx, n, in.addr)
-				},
-			}}
+			c := localhostClient(t, in, state)
 			for i := 0; i < 200000; i++ { // bounded; stopped after 30 s
 				select {
 				case <-stop:
