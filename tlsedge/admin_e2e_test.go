@@ -124,8 +124,10 @@ func TestAdminAPI(t *testing.T) {
 // handshakes, and backend state at scrape time.
 func TestMetricsEndpoint(t *testing.T) {
 	b1 := startBackend(t, "b1")
-	a := app("shop.example.com", b1.addr())
+	dead := freeAddr(t)
+	a := app("shop.example.com", b1.addr(), dead)
 	a.Methods = []string{"GET"}
+	a.PassiveFails, a.MaxConns, a.Queue = 1, 10, 7
 	g := startGateway(t, &config.Config{Admin: "127.0.0.1:0", Apps: []config.App{a}})
 	c := g.client(false)
 	for i := 0; i < 3; i++ {
@@ -144,8 +146,11 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	id := g.cfg.Apps[0].Backends[0].ID
+	id, deadID := g.cfg.Apps[0].Backends[0].ID, g.cfg.Apps[0].Backends[1].ID
 	for _, want := range []string{
+		`tlsedge_backend_ejections_total{app="shop.example.com",backend="` + deadID + `"} 1`,
+		`tlsedge_backend_up{app="shop.example.com",backend="` + deadID + `"} 0`,
+		`tlsedge_queue_capacity{app="shop.example.com"} 7`,
 		`tlsedge_requests_total{app="shop.example.com",backend="` + id + `",method="GET",status_class="2xx"} 3`,
 		`tlsedge_requests_refused_total{app="shop.example.com",reason="method"} 1`,
 		`tlsedge_backend_up{app="shop.example.com",backend="` + id + `"} 1`,

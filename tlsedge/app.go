@@ -35,7 +35,8 @@ type appHandler struct {
 
 func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d compileDeps, fd appFilters) (*appHandler, error) {
 	log := d.log.WithField("app", app.Name)
-	pool, proxy, err := newPoolAndProxy(app, cfg, d.registry, log)
+	var h *appHandler
+	pool, proxy, err := newPoolAndProxy(app, cfg, d.registry, log, func(b *upstream.Backend) { h.metrics.ejected(b) })
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +44,7 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 	if now == nil {
 		now = time.Now
 	}
-	h := &appHandler{cfg: app, pool: pool, proxy: proxy, access: d.access, log: log, now: now}
+	h = &appHandler{cfg: app, pool: pool, proxy: proxy, access: d.access, log: log, now: now}
 	if h.health, err = healthConfig(app, pool.Config().TLS); err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tlsedge/tlsedge/metrics"
+	"github.com/tlsedge/tlsedge/upstream"
 )
 
 // Prometheus metrics (metrics package) fed by the server. Per-request
@@ -56,6 +57,16 @@ func (am *appMetrics) observe(x *exchange, r *http.Request, total time.Duration)
 	}
 }
 
+// ejected counts a backend passive health ejected.
+func (am *appMetrics) ejected(b *upstream.Backend) {
+	if am == nil {
+		return
+	}
+	if bm := am.backends[b.ID()]; bm != nil {
+		bm.Ejected()
+	}
+}
+
 // refused records a request a filter answered, by its status.
 func (am *appMetrics) refused(method string, status int, total time.Duration) {
 	if am == nil {
@@ -95,6 +106,15 @@ func (s *Server) scrapeSources() {
 			for _, b := range h.pool.Backends() {
 				out = append(out, metrics.BackendState{App: h.cfg.Name, Backend: b.ID(), Up: b.Up(now),
 					InFlight: b.InFlight(), Weight: h.pool.Weight(b), AdminState: b.AdminState().String()})
+			}
+		}
+		return out
+	})
+	m.SetQueueSource(func() []metrics.QueueState {
+		var out []metrics.QueueState
+		for _, h := range s.snap.Load().apps {
+			if w, c := h.proxy.Queued(); c > 0 {
+				out = append(out, metrics.QueueState{App: h.cfg.Name, Waiting: int64(w), Capacity: c})
 			}
 		}
 		return out

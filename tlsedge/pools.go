@@ -16,7 +16,7 @@ import (
 // newPoolAndProxy builds an app's backend pool (balancer, priority groups)
 // and the proxy in front of it (passive health, load limits, queue,
 // retries) from the app's configuration.
-func newPoolAndProxy(app *config.App, cfg *config.Config, reg *upstream.Registry, log *logrus.Entry) (*upstream.Pool, *upstream.Proxy, error) {
+func newPoolAndProxy(app *config.App, cfg *config.Config, reg *upstream.Registry, log *logrus.Entry, onEject func(*upstream.Backend)) (*upstream.Pool, *upstream.Proxy, error) {
 	var err error
 	pc := upstream.PoolConfig{
 		Log:                   log, // admin state and weight changes
@@ -40,6 +40,7 @@ func newPoolAndProxy(app *config.App, cfg *config.Config, reg *upstream.Registry
 		return nil, nil, err
 	}
 	xc := upstream.ProxyConfig{
+		OnEject:      onEject,
 		Pool:         pool,
 		Log:          log,
 		PassiveFails: app.PassiveFails,

@@ -424,6 +424,10 @@ func serveErr(err error) error {
 // serveHTTPS hands a request to the current snapshot: the frontend
 // filters, then routing to an app.
 func (s *Server) serveHTTPS(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 2 {
+		s.metrics.StreamOpened()
+		defer s.metrics.StreamClosed()
+	}
 	snap := s.snap.Load()
 	if snap.access == nil {
 		snap.front.ServeHTTP(w, r)

@@ -111,7 +111,7 @@ func (st *attempt) forward(w http.ResponseWriter, r *http.Request) error {
 		switch {
 		case errors.As(err, &de) && !st.bodyRead:
 			if now := st.p.now(); b.MarkFailed(now) {
-				logEjected(st.p.log, b, now, err.Error())
+				st.p.ejected(b, now, err.Error())
 			}
 		case st.retryAfterSend(r, err):
 			st.dropConn()
@@ -135,7 +135,15 @@ func (st *attempt) forward(w http.ResponseWriter, r *http.Request) error {
 // failed counts a failed answer of b against its passive threshold.
 func (p *Proxy) failed(b *Backend, err error) {
 	if now := p.now(); b.Fail(now, p.passiveFails) {
-		logEjected(p.log, b, now, strconv.Itoa(p.passiveFails)+" failed answers in a row, the last: "+err.Error())
+		p.ejected(b, now, strconv.Itoa(p.passiveFails)+" failed answers in a row, the last: "+err.Error())
+	}
+}
+
+// ejected logs an ejection by passive health and tells OnEject.
+func (p *Proxy) ejected(b *Backend, now time.Time, why string) {
+	logEjected(p.log, b, now, why)
+	if p.onEject != nil {
+		p.onEject(b)
 	}
 }
 

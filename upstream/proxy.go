@@ -76,6 +76,10 @@ type ProxyConfig struct {
 	// Now is the clock for passive health. Nil means time.Now; tests inject
 	// a fake one instead of sleeping through backoff windows.
 	Now func() time.Time
+
+	// OnEject, if set, is told of every backend passive health ejects
+	// (for metrics); it must not block.
+	OnEject func(b *Backend)
 }
 
 var (
@@ -95,6 +99,7 @@ type Proxy struct {
 	maxConns     int64
 	queue        *queue // nil without MaxConns
 	now          func() time.Time
+	onEject      func(*Backend)
 	pages        errorPages
 	bufs         httputil.BufferPool
 	rp           *httputil.ReverseProxy // WebSocket upgrades only
@@ -133,6 +138,7 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 		budget:       newRetryBudget(cfg.RetryBudget),
 		maxConns:     int64(cfg.MaxConns),
 		now:          cfg.Now,
+		onEject:      cfg.OnEject,
 		pages:        newErrorPages(),
 	}
 	if p.log == nil {

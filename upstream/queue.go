@@ -73,6 +73,15 @@ func newQueue(c QueueConfig) *queue {
 	return &queue{cfg: c}
 }
 
+// Queued is the number of requests waiting for a backend slot, and the
+// queue's bound (0, 0 without max_conns).
+func (p *Proxy) Queued() (waiting, capacity int) {
+	if p.queue == nil {
+		return 0, 0
+	}
+	return p.queue.Waiting(), p.queue.cfg.Len
+}
+
 // high reports whether r is of the high class.
 func (q *queue) high(r *http.Request, t *Target) bool {
 	if t.Prefer != nil {

@@ -172,7 +172,7 @@ func (st *attempt) roundTrip(req *http.Request) (*http.Response, error) {
 		switch {
 		case errors.As(err, &de) || h2NotEstablished(err):
 			if now := st.p.now(); b.MarkFailed(now) {
-				logEjected(st.p.log, b, now, err.Error())
+				st.p.ejected(b, now, err.Error())
 			}
 			if st.body.touched.Load() {
 				return nil, err
