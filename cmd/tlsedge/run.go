@@ -57,13 +57,18 @@ func runServe(ctx context.Context, cfg *config.Config, reread func() (*config.Co
 	reopenCtx, stopReopen := context.WithCancel(ctx)
 	defer stopReopen()
 	go logsink.ReopenOnSignal(reopenCtx, syscall.SIGUSR1, sinks...)
+	sys, err := systemdSockets()
+	if err != nil {
+		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
+		return exitFailed
+	}
 	up, err := newUpgrades(pidFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
 		return exitFailed
 	}
 	srv, err := tlsedge.New(cfg, tlsedge.Options{
-		Log: log, AccessLog: access, Listen: up.upg.Listen, Reread: reread, Version: versionString(),
+		Log: log, AccessLog: access, Listen: up.listen(sys), Reread: reread, Version: versionString(),
 		AccessJSON:   cfg.Log.AccessFormat == "json" || cfg.Log.AccessFormat == "" && cfg.Log.Format == "json",
 		AccessFormat: accessFormat,
 		AccessLines:  accessSink != nil && isSyslog(cfg.Log.AccessLog),
@@ -75,6 +80,9 @@ func runServe(ctx context.Context, cfg *config.Config, reread func() (*config.Co
 	if err := srv.Listen(); err != nil {
 		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
 		return exitFailed
+	}
+	if left := sys.unused(); len(left) > 0 {
+		log.WithField("sockets", left).Warn("socket activation: systemd passed sockets no listen address uses")
 	}
 	if err := up.ready(); err != nil {
 		fmt.Fprintf(stderr, "tlsedge: %v\n", err)

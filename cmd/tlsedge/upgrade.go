@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -36,6 +37,19 @@ func newUpgrades(pidFile string) (*upgrades, error) {
 		return nil, fmt.Errorf("binary upgrades: %w", err)
 	}
 	return &upgrades{upg: upg}, nil
+}
+
+// listen opens a listening socket: one inherited from the old process
+// at an upgrade, else one systemd passed, else a new one.
+func (u *upgrades) listen(sys *activated) func(network, addr string) (net.Listener, error) {
+	return func(network, addr string) (net.Listener, error) {
+		return u.upg.ListenWithCallback(network, addr, func(network, addr string) (net.Listener, error) {
+			if ln := sys.take(addr); ln != nil {
+				return ln, nil
+			}
+			return net.Listen(network, addr)
+		})
+	}
 }
 
 // ready tells a parent process that this one serves, and records the PID.
