@@ -123,6 +123,10 @@ func appendJSONOptional(b []byte, key, s string) []byte {
 // line is valid JSON whatever bytes a client sent; U+2028 and U+2029 are
 // escaped too, as encoding/json does, for readers that embed the line in
 // JavaScript.
+// AppendJSONString appends s as a JSON string (see appendJSONString): the
+// one JSON escaper of tlsedge's logs.
+func AppendJSONString(b []byte, s string) []byte { return appendJSONString(b, s) }
+
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	for i := 0; i < len(s); {

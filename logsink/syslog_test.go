@@ -232,6 +232,7 @@ func TestSyslogTCPReconnect(t *testing.T) {
 	}
 	defer s.Close()
 	s.Write([]byte("queued while down"))
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		// Wait until a dial has failed, so the line really waited.
 		mu.Lock()
@@ -240,10 +241,21 @@ func TestSyslogTCPReconnect(t *testing.T) {
 		if n > 0 {
 			break
 		}
+		if time.Now().After(deadline) {
+			t.Fatal("no dial error reported while the collector was down")
+		}
 		time.Sleep(time.Millisecond)
 	}
-	if ln, err = net.Listen("tcp", addr); err != nil {
-		t.Skipf("port %s taken meanwhile: %v", addr, err)
+	// The collector comes back on the same port (retried: another test
+	// may hold the port for a moment).
+	for {
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("port %s stayed taken: %v", addr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	defer ln.Close()
 	c, err := ln.Accept()

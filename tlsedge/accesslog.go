@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tlsedge/tlsedge/logsink"
 )
@@ -227,35 +226,10 @@ func formatJSON(b []byte, e *accessEntry) []byte {
 	return append(b, "}\n"...)
 }
 
-// appendJSONString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD
-// and control characters are escaped, so every line is valid JSON whatever
-// bytes a client sent.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20 || c == 0x7f:
-				b = append(b, '\\', 'u', '0', '0', hexDigit[c>>4], hexDigit[c&15])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
-}
+// appendJSONString writes s as a JSON string, with logsink's escaper:
+// invalid UTF-8 becomes U+FFFD and control characters are escaped, so
+// every line is valid JSON whatever bytes a client sent.
+func appendJSONString(b []byte, s string) []byte { return logsink.AppendJSONString(b, s) }
 
 // appendSafe copies s, replacing bytes that could forge a log line or break
 // a terminal (control characters, quotes, spaces are kept out of fields).

@@ -29,38 +29,7 @@ func TestBinaryUpgradeUnderLoad(t *testing.T) {
 	in := startInstance(t, "--listen", "127.0.0.1:0", "--http-listen", "off", "--state-dir", state,
 		"--pid-file", pidFile, "--admin", "off", "--app", "localhost="+origin.Listener.Addr().String())
 	oldPID := in.cmd.Process.Pid
-	newClient := func() *http.Client { return localhostClient(t, in, state) }
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var ok, failed atomic.Int64
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := newClient()
-			for i := 0; i < 20000; i++ { // bounded; stopped much earlier
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := c.Get("https://localhost/")
-				if err != nil {
-					failed.Add(1)
-					t.Errorf("request: %v", err)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body) //nolint:errcheck
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-					t.Errorf("status %d", resp.StatusCode)
-					continue
-				}
-				ok.Add(1)
-			}
-		}()
-	}
+	load := startLoad(t, func() *http.Client { return localhostClient(t, in, state) }, 20000)
 	time.Sleep(500 * time.Millisecond)
 	in.cmd.Process.Signal(syscall.SIGUSR2) //nolint:errcheck
 	exited := make(chan error, 1)
@@ -83,11 +52,10 @@ func TestBinaryUpgradeUnderLoad(t *testing.T) {
 	}
 	t.Cleanup(func() { syscall.Kill(newPID, syscall.SIGTERM) }) //nolint:errcheck // the new process is not our child
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	t.Logf("%d requests answered across the upgrade (pid %d -> %d), %d failed", ok.Load(), oldPID, newPID, failed.Load())
-	if failed.Load() != 0 || ok.Load() == 0 {
-		t.Errorf("%d failed", failed.Load())
+	ok, failed := load.stop()
+	t.Logf("%d requests answered across the upgrade (pid %d -> %d), %d failed", ok, oldPID, newPID, failed)
+	if failed != 0 || ok == 0 {
+		t.Errorf("%d failed", failed)
 	}
 	if strings.Count(in.logs(), "listening for HTTPS") < 2 {
 		t.Errorf("the new process did not log its start:\n%s", in.logs())
@@ -115,37 +83,7 @@ func TestReloadsAndUpgradeUnderLoad(t *testing.T) {
 	write("{addr: " + origins[0] + "}")
 	in := startInstance(t, "--listen", "127.0.0.1:0", "--http-listen", "off", "--state-dir", state,
 		"--pid-file", pidFile, "--admin", "off", "--config", file)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var ok, failed atomic.Int64
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := localhostClient(t, in, state)
-			for i := 0; i < 200000; i++ { // bounded; stopped after 30 s
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := c.Get("https://localhost/")
-				if err != nil {
-					failed.Add(1)
-					t.Errorf("request: %v", err)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body) //nolint:errcheck
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-					t.Errorf("status %d", resp.StatusCode)
-					continue
-				}
-				ok.Add(1)
-			}
-		}()
-	}
+	load := startLoad(t, func() *http.Client { return localhostClient(t, in, state) }, 200000)
 	pid := func() int {
 		b, _ := os.ReadFile(pidFile)
 		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
@@ -175,8 +113,7 @@ func TestReloadsAndUpgradeUnderLoad(t *testing.T) {
 					t.Errorf("the old process exited with %v", err)
 				}
 			case <-time.After(30 * time.Second):
-				close(stop)
-				wg.Wait()
+				load.stop()
 				t.Fatal("no hand-over within 30 s")
 			}
 			newPID := pid()
@@ -184,13 +121,12 @@ func TestReloadsAndUpgradeUnderLoad(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Until(start.Add(30 * time.Second)))
-	close(stop)
-	wg.Wait()
+	ok, failed := load.stop()
 	logs := in.logs()
 	reloads, refused := strings.Count(logs, "configuration reloaded"), strings.Count(logs, "reload refused")
-	t.Logf("30 s: %d requests, %d failed; %d reloads applied, %d refused; one binary upgrade", ok.Load(), failed.Load(), reloads, refused)
-	if failed.Load() != 0 || ok.Load() == 0 {
-		t.Errorf("%d requests failed", failed.Load())
+	t.Logf("30 s: %d requests, %d failed; %d reloads applied, %d refused; one binary upgrade", ok, failed, reloads, refused)
+	if failed != 0 || ok == 0 {
+		t.Errorf("%d requests failed", failed)
 	}
 	if reloads != 4 || refused != 1 || !strings.Contains(logs, "backend") {
 		t.Errorf("want 4 reloads applied and 1 refused, got %d and %d", reloads, refused)
@@ -206,4 +142,53 @@ func exitErr(st *os.ProcessState, err error) error {
 		return errors.New(st.String())
 	}
 	return nil
+}
+
+// load is steady traffic from 4 clients, each request checked: 200 and
+// read whole; failures are reported as test errors.
+type load struct {
+	halt       chan struct{}
+	wg         sync.WaitGroup
+	ok, failed atomic.Int64
+}
+
+// startLoad starts 4 clients making at most max requests each.
+func startLoad(t *testing.T, client func() *http.Client, max int) *load {
+	l := &load{halt: make(chan struct{})}
+	for w := 0; w < 4; w++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			c := client()
+			for i := 0; i < max; i++ {
+				select {
+				case <-l.halt:
+					return
+				default:
+				}
+				resp, err := c.Get("https://localhost/")
+				if err != nil {
+					l.failed.Add(1)
+					t.Errorf("request: %v", err)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body) //nolint:errcheck
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					l.failed.Add(1)
+					t.Errorf("status %d", resp.StatusCode)
+					continue
+				}
+				l.ok.Add(1)
+			}
+		}()
+	}
+	return l
+}
+
+// stop ends the traffic and returns the counts.
+func (l *load) stop() (ok, failed int64) {
+	close(l.halt)
+	l.wg.Wait()
+	return l.ok.Load(), l.failed.Load()
 }
