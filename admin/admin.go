@@ -35,6 +35,10 @@ type State struct {
 	Certificates []Certificate `json:"certificates"`
 	// LogDropped counts access-log lines lost because the writer fell behind.
 	LogDropped uint64 `json:"log_dropped"`
+	// ProcessLogDropped counts process-log lines lost because their sink
+	// (a file or syslog collector, --log-output) fell behind; always 0 when
+	// the process log goes to stderr.
+	ProcessLogDropped uint64 `json:"process_log_dropped"`
 }
 
 // Listener is one listening socket. Proto is "https", "http-redirect", "tcp"
@@ -128,6 +132,23 @@ type Source interface {
 	SetBackendState(app, backend, state string) error
 	// SetWeight changes a backend's weight in one app.
 	SetWeight(app, backend string, weight int) error
+	// Plan says what a reload would change, changing nothing: to the
+	// configuration in config (YAML), or with an empty config to the
+	// server's own configuration read again. A configuration a reload
+	// would refuse is an error wrapping ErrInvalid.
+	Plan(ctx context.Context, config []byte) (Plan, error)
+	// Explain says what the running configuration would do with a
+	// request, and why, one line per step.
+	Explain(ctx context.Context, q ExplainRequest) ([]string, error)
+}
+
+// Plan is the answer of POST /api/plan.
+type Plan struct {
+	// Changes is the structured difference (the server's type, as JSON).
+	Changes any `json:"changes"`
+	// Lines say the same for people; none when nothing changes.
+	Lines      []string `json:"lines"`
+	ConfigHash string   `json:"config_hash"`
 }
 
 // Config configures the handler. New copies what it needs; the caller may
@@ -212,6 +233,8 @@ func New(src Source, cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /{$}", h.statusPage)
 	mux.HandleFunc("GET /api/state", h.getState)
 	mux.Handle("POST /api/reload", h.guard(h.reload))
+	mux.Handle("POST /api/plan", h.guard(h.plan))
+	mux.HandleFunc("POST /api/explain", h.explain)
 	mux.Handle("POST /api/backends/{app}/{backend}/state", h.guard(h.setState))
 	mux.Handle("POST /api/backends/{app}/{backend}/weight", h.guard(h.setWeight))
 	if cfg.Metrics != nil {

@@ -11,8 +11,9 @@ import (
 	"strings"
 )
 
-// maxBody bounds a request body; the largest legal one is {"state":"maint"}.
-const maxBody = 4 << 10
+// maxBody bounds a JSON request body; the largest is explain's, with the
+// cookies and headers of the request it describes.
+const maxBody = 64 << 10
 
 // bearerRealm is sent in WWW-Authenticate (RFC 6750 section 3).
 const bearerRealm = `Bearer realm="tlsedge admin"`
@@ -89,6 +90,47 @@ func (h *handler) reload(w http.ResponseWriter, r *http.Request) {
 		Reloaded   bool   `json:"reloaded"`
 		ConfigHash string `json:"config_hash"`
 	}{true, hash})
+}
+
+// maxPlanBody bounds the configuration POST /api/plan compares.
+const maxPlanBody = 1 << 20
+
+// plan answers what a reload would change. It changes nothing, but it
+// makes the server read the files a configuration names, so it is
+// guarded like a reload.
+func (h *handler) plan(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPlanBody))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the configuration is larger than %d bytes", maxPlanBody))
+		return
+	}
+	p, err := h.src.Plan(r.Context(), body)
+	if err != nil {
+		writeError(w, statusOf(err, http.StatusInternalServerError), "a reload would be refused: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// explain says what the running instance would do with a request. It
+// reads only the running configuration, so it needs no token.
+func (h *handler) explain(w http.ResponseWriter, r *http.Request) {
+	if err := h.crossSite.Check(r); err != nil {
+		writeError(w, http.StatusForbidden, "cross-site request refused")
+		return
+	}
+	var q ExplainRequest
+	if !decode(w, r, &q) {
+		return
+	}
+	lines, err := h.src.Explain(r.Context(), q)
+	if err != nil {
+		writeError(w, statusOf(err, http.StatusInternalServerError), err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Lines []string `json:"lines"`
+	}{lines})
 }
 
 func (h *handler) setState(w http.ResponseWriter, r *http.Request) {

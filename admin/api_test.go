@@ -19,6 +19,7 @@ var changes = []struct{ name, path, body string }{
 	{"reload", "/api/reload", ""},
 	{"state", "/api/backends/web/web-1/state", `{"state":"maint"}`},
 	{"weight", "/api/backends/web/web-1/weight", `{"weight":9}`},
+	{"plan", "/api/plan", "apps: []"},
 }
 
 func TestAPIRefusesWithoutToken(t *testing.T) {
@@ -55,6 +56,9 @@ func TestAPIRefusesWithoutToken(t *testing.T) {
 				}
 				if n := src.reloadCount(); n != 0 {
 					t.Errorf("%d reloads ran for refused requests", n)
+				}
+				if n := src.planCount(); n != 0 {
+					t.Errorf("%d plans ran for refused requests", n)
 				}
 			})
 		}
@@ -306,5 +310,57 @@ func assertJSONError(t *testing.T, r response) {
 	}
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("error Content-Type %q", ct)
+	}
+}
+
+func TestAPIPlan(t *testing.T) {
+	src := newFake(time.Now())
+	ts := startServer(t, src, Config{Token: testToken})
+	auth := "Authorization: Bearer " + testToken
+	r := call(t, "POST", ts.URL+"/api/plan", "", "apps:\n  - hosts: [blog.example.com]\n", auth)
+	var plan Plan
+	if err := json.Unmarshal([]byte(r.body), &plan); r.code != http.StatusOK || err != nil || !reflect.DeepEqual(plan.Lines, []string{"app added: blog"}) {
+		t.Fatalf("plan: %d %s (%v)", r.code, r.body, err)
+	}
+	if got := string(src.plans[0]); !strings.Contains(got, "blog.example.com") {
+		t.Errorf("the source got %q, want the posted configuration", got)
+	}
+	// An empty body asks about the server's own configuration.
+	if r := call(t, "POST", ts.URL+"/api/plan", "", "", auth); r.code != http.StatusOK || len(src.plans[1]) != 0 {
+		t.Errorf("plan without a body: %d %s, source got %q", r.code, r.body, src.plans[1])
+	}
+	// A configuration a reload would refuse: 400 (ErrInvalid) and why.
+	src.reloadErr = fmt.Errorf("%w: apps[0]: no backends", ErrInvalid)
+	r = call(t, "POST", ts.URL+"/api/plan", "", "apps: []", auth)
+	if r.code != http.StatusBadRequest || !strings.Contains(r.body, "a reload would be refused") || !strings.Contains(r.body, "no backends") {
+		t.Errorf("refused plan: %d %s", r.code, r.body)
+	}
+	if n := src.reloadCount(); n != 0 {
+		t.Errorf("a plan reloaded %d times", n)
+	}
+	big := strings.Repeat("#", maxPlanBody+1)
+	if r := call(t, "POST", ts.URL+"/api/plan", "", big, auth); r.code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a %d-byte configuration: %d, want 413", len(big), r.code)
+	}
+}
+
+func TestAPIExplain(t *testing.T) {
+	src := newFake(time.Now())
+	ts := startServer(t, src, Config{Token: testToken})
+	// Read-only: no token needed.
+	r := call(t, "POST", ts.URL+"/api/explain", "", `{"url":"https://example.com/cart?x=1","cookie":"a=b","from":"203.0.113.9"}`)
+	if r.code != http.StatusOK || !strings.Contains(r.body, "request GET example.com/cart?x=1 from 203.0.113.9:50000 cookie a=b") {
+		t.Fatalf("explain: %d %s", r.code, r.body)
+	}
+	for _, bad := range []struct{ body, want string }{
+		{`{"url":"example.com/cart"}`, "is not a URL"},
+		{`{"url":"https://example.com/","from":"nowhere"}`, `--from \"nowhere\" is not an IP address`},
+		{`{"url":"https://example.com/","headers":["no colon"]}`, "want 'Name: value'"},
+		{`{"url":`, "bad request body"},
+	} {
+		r := call(t, "POST", ts.URL+"/api/explain", "", bad.body)
+		if r.code != http.StatusBadRequest || !strings.Contains(r.body, bad.want) {
+			t.Errorf("explain %s: %d %s, want 400 with %q", bad.body, r.code, r.body, bad.want)
+		}
 	}
 }

@@ -21,6 +21,7 @@ type fakeSource struct {
 	reloadErr error // returned by Reload
 	setErr    error // returned by SetBackendState and SetWeight
 	reloads   int
+	plans     [][]byte // the bodies Plan was called with
 }
 
 var _ Source = (*fakeSource)(nil)
@@ -122,6 +123,32 @@ func (f *fakeSource) update(app, backend string, fn func(*Backend)) error {
 		return fmt.Errorf("%w: app %q has no backend %q", ErrNotFound, app, backend)
 	}
 	return fmt.Errorf("%w: unknown app %q", ErrNotFound, app)
+}
+
+// Plan records the configuration it was given and answers one change.
+func (f *fakeSource) Plan(_ context.Context, cfg []byte) (Plan, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.plans = append(f.plans, cfg)
+	if f.reloadErr != nil {
+		return Plan{}, f.reloadErr
+	}
+	return Plan{Changes: map[string][]string{"apps_added": {"blog"}}, Lines: []string{"app added: blog"}, ConfigHash: "sha256:plan"}, nil
+}
+
+// Explain echoes the request it would look at, as the server sees it.
+func (f *fakeSource) Explain(_ context.Context, q ExplainRequest) ([]string, error) {
+	r, err := q.Request()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return []string{"request " + r.Method + " " + r.Host + r.URL.RequestURI() + " from " + r.RemoteAddr + " cookie " + r.Header.Get("Cookie")}, nil
+}
+
+func (f *fakeSource) planCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.plans)
 }
 
 func (f *fakeSource) reloadCount() int {

@@ -41,17 +41,18 @@ func loadAssets() (*template.Template, template.CSS, error) {
 // The view types hold the page's text, formatted in Go so the template
 // stays a layout with no logic but loops and conditions.
 type pageView struct {
-	Refresh      int
-	CSS          template.CSS
-	Version      string
-	Started      string
-	StartedAt    string
-	ConfigHash   string
-	LogDropped   uint64
-	Generated    string
-	Listeners    []Listener
-	Apps         []appView
-	Certificates []certView
+	Refresh           int
+	CSS               template.CSS
+	Version           string
+	Started           string
+	StartedAt         string
+	ConfigHash        string
+	LogDropped        uint64
+	ProcessLogDropped uint64
+	Generated         string
+	Listeners         []Listener
+	Apps              []appView
+	Certificates      []certView
 }
 
 type appView struct {
@@ -100,15 +101,16 @@ func (h *handler) statusPage(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) view(st State, now time.Time) pageView {
 	v := pageView{
-		Refresh:    h.cfg.refreshSeconds(),
-		CSS:        h.css,
-		Version:    st.Version,
-		Started:    relTime(st.Started, now),
-		StartedAt:  stamp(st.Started),
-		ConfigHash: st.ConfigHash,
-		LogDropped: st.LogDropped,
-		Generated:  now.UTC().Format("15:04:05 MST"),
-		Listeners:  st.Listeners,
+		Refresh:           h.cfg.refreshSeconds(),
+		CSS:               h.css,
+		Version:           st.Version,
+		Started:           relTime(st.Started, now),
+		StartedAt:         stamp(st.Started),
+		ConfigHash:        st.ConfigHash,
+		LogDropped:        st.LogDropped,
+		ProcessLogDropped: st.ProcessLogDropped,
+		Generated:         now.UTC().Format("15:04:05 MST"),
+		Listeners:         st.Listeners,
 	}
 	for _, a := range st.Apps {
 		av := appView{

@@ -173,6 +173,45 @@ func TestStalledSinkNeverBlocks(t *testing.T) {
 	}
 }
 
+// A writer that buffers (the access log to a file) hands over many lines
+// per Write: a stalled sink holds at most QueueBytes of them, whatever
+// the queue's length, and counts what it drops in lines, not writes.
+func TestStalledSinkBoundsBytes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatalf("mkfifo: %v", err)
+	}
+	r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	const budget = 1 << 20
+	s, err := Open(path, Options{Queue: 4096, QueueBytes: budget, CloseTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// 64 KiB writes of 1,024 lines each: 400 of them are 25 MiB, which a
+	// queue of 4,096 writes would take whole.
+	chunk := []byte(strings.Repeat(strings.Repeat("x", 63)+"\n", 1024))
+	const writes = 400
+	for range writes {
+		s.Write(chunk) //nolint:errcheck // never fails while open
+	}
+	q := s.(*queued)
+	if held := q.queuedBytes.Load(); held > budget {
+		t.Errorf("%d bytes queued, budget %d", held, budget)
+	}
+	// At most the budget, the pipe (64 KiB here) and the write in progress
+	// got through; everything else is dropped, counted per line.
+	dropped := s.Dropped()
+	passedMax := uint64(budget+256<<10) / 64
+	if dropped < writes*1024-passedMax || dropped%1024 != 0 {
+		t.Errorf("dropped %d lines of %d (whole writes of 1,024 lines), want at least %d", dropped, writes*1024, writes*1024-passedMax)
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "none", "x.log")
 	tests := []struct{ spec, want string }{

@@ -1,6 +1,7 @@
 package logsink
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,9 @@ type line struct {
 	sev Severity
 	t   time.Time // when it was written; syslog's TIMESTAMP
 	b   []byte    // the text, without its trailing newline
+	// n is how many lines b holds: a writer that buffers (the access log
+	// to a file) hands over many at once, and Dropped counts lines.
+	n int
 	// ack marks a Flush: the line has no text and ack is closed when the
 	// writer reaches it.
 	ack chan struct{}
@@ -82,6 +86,10 @@ type queued struct {
 	done    chan struct{}   // closed when run returns
 	closed  atomic.Bool
 	dropped atomic.Uint64
+	// queuedBytes is the text waiting in ch, bounded by
+	// Options.QueueBytes: 4096 entries of a buffering writer's 64 KiB
+	// would otherwise hold 256 MiB while the destination stalls.
+	queuedBytes atomic.Int64
 	// deadline is when Close stops writing; set before quit is closed.
 	deadline time.Time
 
@@ -118,19 +126,39 @@ func (q *queued) WriteSeverity(sev Severity, p []byte) (int, error) {
 		return 0, ErrClosed
 	}
 	text := trimNewline(p)
+	n := bytes.Count(text, newline) + 1
+	if q.queuedBytes.Add(int64(len(text))) > int64(q.opts.queueBytes()) {
+		q.queuedBytes.Add(-int64(len(text)))
+		q.dropped.Add(uint64(n))
+		return len(p), nil
+	}
 	l := linePool.Get().(*line)
 	l.sev = sev.orDefault()
 	if q.stamp {
 		l.t = time.Now()
 	}
 	l.b = append(l.b[:0], text...)
+	l.n = n
 	select {
 	case q.ch <- l:
 	default:
-		q.dropped.Add(1)
-		putLine(l)
+		q.drop(l)
 	}
 	return len(p), nil
+}
+
+var newline = []byte{'\n'}
+
+// drop counts l's lines as dropped and recycles it.
+func (q *queued) drop(l *line) {
+	q.dropped.Add(uint64(l.n))
+	q.release(l)
+}
+
+// release gives l's bytes back to the queue's budget and l to the pool.
+func (q *queued) release(l *line) {
+	q.queuedBytes.Add(-int64(len(l.b)))
+	putLine(l)
 }
 
 // trimNewline removes one trailing "\n" or "\r\n": the sink adds its own
@@ -226,8 +254,7 @@ func (q *queued) discard(l *line) {
 		close(l.ack)
 		return
 	}
-	q.dropped.Add(1)
-	putLine(l)
+	q.drop(l)
 }
 
 // run is the writer goroutine.
@@ -266,34 +293,34 @@ func (q *queued) handle(l *line, deadline time.Time) {
 		close(l.ack)
 		return
 	}
-	q.deliver(l, deadline)
-	putLine(l)
+	if !q.deliver(l, deadline) {
+		q.dropped.Add(uint64(l.n))
+	}
+	q.release(l)
 	if len(q.ch) == 0 {
 		q.flush()
 	}
 }
 
 // deliver writes l, waiting and writing again while a stream transport
-// reconnects. It gives up when the sink closes past its deadline.
-func (q *queued) deliver(l *line, deadline time.Time) {
+// reconnects. It gives up, returning false, when the sink closes past its
+// deadline or the transport will not retry.
+func (q *queued) deliver(l *line, deadline time.Time) bool {
 	for {
 		if !deadline.IsZero() && time.Now().After(deadline) {
-			q.dropped.Add(1)
-			return
+			return false
 		}
 		err := q.t.write(l)
 		if err == nil {
-			return
+			return true
 		}
 		if errors.Is(err, ErrClosed) { // interrupted by Close
-			q.dropped.Add(1)
-			return
+			return false
 		}
 		q.lost(err)
 		at, retry := q.t.retryAt()
 		if !retry || !q.sleepUntil(at, deadline) {
-			q.dropped.Add(1)
-			return
+			return false
 		}
 	}
 }

@@ -65,9 +65,12 @@ var ErrClosed = errors.New("logsink: sink closed")
 // Options tune a sink. The zero value is ready to use; each field's doc
 // names its default. Open copies the struct; the caller keeps ownership.
 type Options struct {
-	// Queue is how many lines may wait for the writer goroutine before new
-	// ones are dropped. Default 4096.
+	// Queue is how many writes may wait for the writer goroutine before
+	// new ones are dropped. Default 4096.
 	Queue int
+	// QueueBytes bounds the text waiting, whatever the number of writes.
+	// Default 4 MiB.
+	QueueBytes int
 	// Facility is the syslog facility. Default FacilityDaemon (the process
 	// log); the access log passes FacilityLocal0.
 	Facility Facility
@@ -105,6 +108,7 @@ type Options struct {
 }
 
 func (o *Options) queue() int                  { return orInt(o.Queue, 4096) }
+func (o *Options) queueBytes() int             { return orInt(o.QueueBytes, 4<<20) }
 func (o *Options) maxMessage() int             { return orInt(o.MaxMessage, 8192) }
 func (o *Options) dialTimeout() time.Duration  { return orDur(o.DialTimeout, 5*time.Second) }
 func (o *Options) writeTimeout() time.Duration { return orDur(o.WriteTimeout, 10*time.Second) }

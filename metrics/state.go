@@ -35,6 +35,8 @@ type CertState struct {
 
 // LogSinkState is the running total of lines a log sink dropped. Dropped
 // must only grow (the server keeps it across reloads): it is a counter.
+// Sink names the log, the label's value: the server reports "access" and
+// "process" (--log-output).
 type LogSinkState struct {
 	Sink    string
 	Dropped uint64

@@ -63,6 +63,7 @@ func (s stickyResult) String() string {
 type accessLog struct {
 	ch      chan accessEntry
 	w       *bufio.Writer
+	out     io.Writer // under w: a logsink.Sink may count what it dropped
 	json    bool
 	custom  *logsink.AccessFormat // nil: text or json above
 	lines   bool                  // write each line on its own (syslog)
@@ -80,6 +81,7 @@ func newAccessLog(w io.Writer, json bool) *accessLog {
 	return &accessLog{
 		ch:   make(chan accessEntry, accessLogQueue),
 		w:    bufio.NewWriterSize(w, 64<<10),
+		out:  w,
 		json: json,
 		done: make(chan struct{}),
 	}
@@ -97,8 +99,16 @@ func (l *accessLog) Log(e accessEntry) {
 	}
 }
 
-// Dropped is the number of lines lost to a slow sink.
-func (l *accessLog) Dropped() uint64 { return l.dropped.Load() }
+// Dropped is the number of lines lost to a slow sink: those the queue
+// here refused, and those the writer dropped itself when it counts them
+// (a logsink.Sink behind a file or syslog collector never blocks either).
+func (l *accessLog) Dropped() uint64 {
+	n := l.dropped.Load()
+	if c, ok := l.out.(interface{ Dropped() uint64 }); ok {
+		n += c.Dropped()
+	}
+	return n
+}
 
 // Run writes entries until ctx ends, then writes what is queued, flushes
 // and returns. Call it once.

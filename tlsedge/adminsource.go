@@ -45,6 +45,7 @@ func (a *adminSource) State() admin.State {
 	if s.access != nil {
 		st.LogDropped = s.access.Dropped()
 	}
+	st.ProcessLogDropped = s.processLogDropped()
 	if s.tlsLn != nil {
 		st.Listeners = append(st.Listeners, admin.Listener{Name: "https", Addr: s.tlsLn.Addr().String(), Proto: "https"})
 	}

@@ -23,20 +23,41 @@ import (
 // would choose, and why. It compiles cfg as `check` does (the local CA is
 // not created); health is unknown offline, so every backend counts as up.
 func Explain(cfg *config.Config, log *logrus.Logger, r *http.Request) ([]string, error) {
-	d := compileDeps{
-		log:      log,
-		registry: upstream.NewRegistry(),
-		stickyKeys: func(path string) ([]session.Key, error) {
-			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-				return []session.Key{session.GenerateKey()}, nil
-			}
-			return session.LoadKeyFile(path)
-		},
-	}
-	snap, err := compile(cfg, d)
+	snap, err := compile(cfg, compileDeps{log: log, registry: upstream.NewRegistry(), stickyKeys: offlineStickyKeys})
 	if err != nil {
 		return nil, err
 	}
+	defer snap.closePools()
+	return snap.explain(r), nil
+}
+
+// Explain is Explain against the running instance: its configuration,
+// its sticky keys, and the live state of its backends (health, admin
+// state, weights, requests in flight), which the explaining snapshot
+// shares through the registry. Nothing is sent to a backend.
+func (s *Server) Explain(r *http.Request) ([]string, error) {
+	running := s.snap.Load()
+	d := compileDeps{log: s.opts.Log, registry: s.registry, stickyKeys: session.LoadOrCreateKeyFile}
+	snap, err := compile(running.cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.closePools()
+	return snap.explain(r), nil
+}
+
+// offlineStickyKeys loads the sticky keys for check and explain: the file
+// when it exists, else a key of the kind the first start would generate.
+func offlineStickyKeys(path string) ([]session.Key, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return []session.Key{session.GenerateKey()}, nil
+	}
+	return session.LoadKeyFile(path)
+}
+
+// explain runs r through snap with every app's proxy step replaced by a
+// report. snap must be private to the caller: the hooks are set on it.
+func (snap *snapshot) explain(r *http.Request) []string {
 	var lines []string
 	say := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
 	reached := false
@@ -78,7 +99,7 @@ func Explain(cfg *config.Config, log *logrus.Logger, r *http.Request) ([]string,
 		}
 		say("answer    tlsedge answers %d itself (%s); nothing reaches a backend", w.status, reason)
 	}
-	return lines, nil
+	return lines
 }
 
 // explainWriter records what a filter answered.

@@ -129,9 +129,23 @@ func (s *Server) scrapeSources() {
 		return out
 	})
 	m.SetLogSource(func() []metrics.LogSinkState {
-		if s.access == nil {
-			return nil
+		var out []metrics.LogSinkState
+		if s.access != nil {
+			out = append(out, metrics.LogSinkState{Sink: "access", Dropped: s.access.Dropped()})
 		}
-		return []metrics.LogSinkState{{Sink: "access", Dropped: s.access.Dropped()}}
+		if s.opts.ProcessLogDropped != nil {
+			out = append(out, metrics.LogSinkState{Sink: "process", Dropped: s.processLogDropped()})
+		}
+		return out
 	})
+}
+
+// processLogDropped is how many process-log lines its sink dropped; 0
+// when the process log has no sink of its own (Options.ProcessLogDropped
+// is nil).
+func (s *Server) processLogDropped() uint64 {
+	if s.opts.ProcessLogDropped == nil {
+		return 0
+	}
+	return s.opts.ProcessLogDropped()
 }

@@ -43,6 +43,12 @@ type Options struct {
 	// (a syslog sink: one message per line).
 	AccessFormat *logsink.AccessFormat
 	AccessLines  bool
+	// ProcessLogDropped, when set, reports how many process-log lines
+	// (Log's) were lost because their sink fell behind: a logsink.Sink's
+	// Dropped. It is read at scrape time, by the status page and at
+	// shutdown, concurrently with logging, and must only grow. Nil when the
+	// process log has no sink of its own (stderr).
+	ProcessLogDropped func() uint64
 	// TicketPeriod is how often session-ticket keys rotate (default 24h).
 	TicketPeriod time.Duration
 	// CertPollInterval is how often certificate files are checked for
@@ -410,6 +416,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg.Wait()
 	if s.access != nil && s.access.Dropped() > 0 {
 		s.log.WithField("dropped", s.access.Dropped()).Warn("access log lines were dropped because the sink was slow")
+	}
+	// This goes through the process log itself: a sink still stalled drops
+	// the warning too, but one that has recovered gets it before the
+	// caller's Close, which waits for the queue, returns.
+	if n := s.processLogDropped(); n > 0 {
+		s.log.WithField("dropped", n).Warn("process log lines were dropped because the sink was slow")
 	}
 	return err
 }

@@ -3,11 +3,8 @@ package tlsedge
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -178,15 +175,10 @@ func (snap *snapshot) describeCert(host string) string {
 // comes from.
 func Check(cfg *config.Config, log *logrus.Logger) ([]string, error) {
 	d := compileDeps{
-		log:      log,
-		registry: upstream.NewRegistry(),
-		localCA:  false,
-		stickyKeys: func(path string) ([]session.Key, error) {
-			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-				return []session.Key{session.GenerateKey()}, nil // generated at first start
-			}
-			return session.LoadKeyFile(path)
-		},
+		log:        log,
+		registry:   upstream.NewRegistry(),
+		localCA:    false,
+		stickyKeys: offlineStickyKeys,
 	}
 	snap, err := compile(cfg, d)
 	if err != nil {

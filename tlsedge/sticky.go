@@ -119,14 +119,21 @@ func (x *exchange) readCookie(r *http.Request) {
 		s.seen.put(value, t)
 	}
 	x.ticket, x.hasTicket = t, true
-	x.stickyKey = fnv64a(value)
+	// Sessions begun on one backend within one second share a cookie
+	// (newSessionCookie encodes once per second), so the cookie alone
+	// would count them once; with the client's address they count per
+	// client. A client that changes address counts twice: a drain figure
+	// that errs high, never low.
+	x.stickyKey = fnv64a(clientIP(r), fnv64a(value, fnvOffset))
 	x.target.Prefer = x.app.pool.Backend(t.BackendID)
 }
 
-// fnv64a hashes a cookie value (FNV-1a): the key by which a backend counts
-// the distinct sessions pinned to it.
-func fnv64a(s string) uint64 {
-	h := uint64(14695981039346656037)
+// fnvOffset starts an FNV-1a hash.
+const fnvOffset = 14695981039346656037
+
+// fnv64a continues the FNV-1a hash h over s: the key by which a backend
+// counts the distinct sessions pinned to it.
+func fnv64a(s string, h uint64) uint64 {
 	for i := 0; i < len(s); i++ {
 		h ^= uint64(s[i])
 		h *= 1099511628211

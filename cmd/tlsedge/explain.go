@@ -1,16 +1,17 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/tlsedge/tlsedge/admin"
 	"github.com/tlsedge/tlsedge/config"
 	"github.com/tlsedge/tlsedge/tlsedge"
 )
@@ -27,7 +28,7 @@ type explainArgs struct {
 // splitExplainArgs takes explain's own arguments out of args, leaving the
 // configuration flags for the usual flag set.
 func splitExplainArgs(args []string) (explainArgs, []string, error) {
-	ex := explainArgs{method: http.MethodGet, from: "192.0.2.1"}
+	ex := explainArgs{method: http.MethodGet}
 	var rest []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -71,47 +72,55 @@ func splitExplainArgs(args []string) (explainArgs, []string, error) {
 	return ex, rest, nil
 }
 
-func runExplain(cfg *config.Config, ex explainArgs, stdout, stderr io.Writer) int {
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "tlsedge: invalid configuration:\n%v\n", indent(err))
-		return exitUsage
-	}
-	u, err := url.Parse(ex.url)
-	if err != nil || u.Host == "" {
-		fmt.Fprintf(stderr, "tlsedge explain: %q is not a URL like https://host/path\n", ex.url)
-		return exitUsage
-	}
-	r, err := http.NewRequest(strings.ToUpper(ex.method), ex.url, nil)
-	if err != nil {
+func runExplain(ctx context.Context, cfg *config.Config, ex explainArgs, stdout, stderr io.Writer) int {
+	q := admin.ExplainRequest{URL: ex.url, Method: ex.method, Cookie: ex.cookie, Headers: ex.headers, From: ex.from}
+	if _, err := q.Request(); err != nil {
 		fmt.Fprintf(stderr, "tlsedge explain: %v\n", err)
 		return exitUsage
 	}
-	r.RequestURI = u.RequestURI()
-	if ip := net.ParseIP(ex.from); ip == nil {
-		fmt.Fprintf(stderr, "tlsedge explain: --from %q is not an IP address\n", ex.from)
-		return exitUsage
-	}
-	r.RemoteAddr = net.JoinHostPort(ex.from, "50000")
-	if ex.cookie != "" {
-		r.Header.Set("Cookie", ex.cookie)
-	}
-	for _, h := range ex.headers {
-		k, v, ok := strings.Cut(h, ":")
-		if !ok {
-			fmt.Fprintf(stderr, "tlsedge explain: --header %q: want 'Name: value'\n", h)
+	var lines []string
+	if len(cfg.Apps) == 0 && len(cfg.TCP) == 0 {
+		// No configuration given: ask the running instance, which knows
+		// its backends' health and admin state too.
+		c, err := newAdminClient(cfg, false)
+		if err != nil {
+			fmt.Fprintf(stderr, "tlsedge explain: no app configured here, and %v\n", err)
 			return exitUsage
 		}
-		r.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
-	log := logrus.New()
-	log.Out = io.Discard
-	lines, err := tlsedge.Explain(cfg, log, r)
-	if err != nil {
-		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
-		return exitUsage
+		var body struct {
+			Lines []string `json:"lines"`
+		}
+		if err := c.post(ctx, "/api/explain", "application/json", mustJSON(q), &body); err != nil {
+			fmt.Fprintf(stderr, "tlsedge explain: %v\n", err)
+			return exitFailed
+		}
+		fmt.Fprintf(stdout, "(the running instance at %s, with its backends' live state)\n", cfg.Admin)
+		lines = body.Lines
+	} else {
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintf(stderr, "tlsedge: invalid configuration:\n%v\n", indent(err))
+			return exitUsage
+		}
+		r, _ := q.Request() // checked above
+		log := logrus.New()
+		log.Out = io.Discard
+		var err error
+		if lines, err = tlsedge.Explain(cfg, log, r); err != nil {
+			fmt.Fprintf(stderr, "tlsedge: %v\n", err)
+			return exitUsage
+		}
 	}
 	for _, l := range lines {
 		fmt.Fprintln(stdout, l)
 	}
 	return exitOK
+}
+
+// mustJSON encodes a value that always encodes.
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

@@ -3,6 +3,7 @@ package main
 // The subcommands that look without serving: check and trust.
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -18,7 +19,7 @@ import (
 // runCheck validates the configuration completely (certificate files and
 // keys included), prints the effective configuration on stdout and a
 // summary on stderr. It starts nothing and writes nothing.
-func runCheck(cfg *config.Config, stdout, stderr io.Writer) int {
+func runCheck(cfg *config.Config, printConfig bool, stdout, stderr io.Writer) int {
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "tlsedge: invalid configuration:\n%v\n", indent(err))
 		return exitUsage
@@ -30,17 +31,35 @@ func runCheck(cfg *config.Config, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tlsedge: invalid configuration:\n%v\n", indent(err))
 		return exitUsage
 	}
-	out, err := cfg.Marshal()
-	if err != nil {
-		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
-		return exitFailed
+	if printConfig {
+		out, err := cfg.Marshal()
+		if err != nil {
+			fmt.Fprintf(stderr, "tlsedge: %v\n", err)
+			return exitFailed
+		}
+		fmt.Fprintf(stdout, "# effective configuration\n%s", out)
 	}
-	fmt.Fprintf(stdout, "# effective configuration\n%s", out)
 	for _, line := range report {
 		fmt.Fprintf(stderr, "%s\n", line)
 	}
 	fmt.Fprintf(stderr, "configuration OK: %d app(s)\n", len(cfg.Apps))
 	return exitOK
+}
+
+// runCheckDiff prints what replacing the running instance's configuration
+// with cfg (already checked) would change: tlsedge check --diff.
+func runCheckDiff(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) int {
+	c, err := newAdminClient(cfg, true)
+	if err != nil {
+		fmt.Fprintf(stderr, "tlsedge check --diff: %v\n", err)
+		return exitUsage
+	}
+	out, err := cfg.Marshal()
+	if err != nil {
+		fmt.Fprintf(stderr, "tlsedge check --diff: %v\n", err)
+		return exitFailed
+	}
+	return printPlan(ctx, c, out, "tlsedge check --diff", stdout, stderr)
 }
 
 // indent puts every line of a (joined) error under a dash.

@@ -62,7 +62,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runDemo(ctx, args, stdout, stderr)
 	}
 	var ex explainArgs
-	if cmd == "explain" {
+	var dryRun, diff bool
+	switch cmd {
+	case "reload":
+		dryRun, args = takeSwitch(args, "--dry-run")
+	case "check":
+		diff, args = takeSwitch(args, "--diff")
+	case "explain":
 		var err error
 		if ex, args, err = splitExplainArgs(args); err != nil {
 			fmt.Fprintf(stderr, "tlsedge explain: %v\n", err)
@@ -92,15 +98,18 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "check":
-		return runCheck(cfg, stdout, stderr)
+		if code := runCheck(cfg, !diff, stdout, stderr); code != exitOK || !diff {
+			return code
+		}
+		return runCheckDiff(ctx, cfg, stdout, stderr)
 	case "trust":
 		return runTrust(cfg, stdout, stderr)
 	case "certs":
 		return runCerts(ctx, cfg, stdout, stderr, time.Now())
 	case "explain":
-		return runExplain(cfg, ex, stdout, stderr)
+		return runExplain(ctx, cfg, ex, stdout, stderr)
 	case "reload":
-		return runReloadCmd(ctx, cfg, stdout, stderr)
+		return runReloadCmd(ctx, cfg, dryRun, stdout, stderr)
 	}
 	// SIGHUP reads the configuration again from the same flags and file.
 	reread := func() (*config.Config, error) {

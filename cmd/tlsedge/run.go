@@ -26,6 +26,7 @@ func runServe(ctx context.Context, cfg *config.Config, reread func() (*config.Co
 	}
 	log := newLogger(cfg.Log, stderr)
 	var sinks []logsink.Sink
+	var processDropped func() uint64 // nil: stderr, which counts nothing
 	if out := cfg.Log.Output; out != "" && out != "stderr" {
 		sink, err := logsink.Open(out, logsink.Options{Facility: logsink.FacilityDaemon})
 		if err != nil {
@@ -35,6 +36,7 @@ func runServe(ctx context.Context, cfg *config.Config, reread func() (*config.Co
 		defer sink.Close()
 		logsink.AttachLogrus(log, sink)
 		sinks = append(sinks, sink)
+		processDropped = sink.Dropped
 	}
 	redisstore.RouteClientLogs(log.WithField("component", "redis"))
 	access, accessSink, err := openAccessLog(cfg.Log.AccessLog, stdout)
@@ -69,9 +71,10 @@ func runServe(ctx context.Context, cfg *config.Config, reread func() (*config.Co
 	}
 	srv, err := tlsedge.New(cfg, tlsedge.Options{
 		Log: log, AccessLog: access, Listen: up.listen(sys), Reread: reread, Version: versionString(),
-		AccessJSON:   cfg.Log.AccessFormat == "json" || cfg.Log.AccessFormat == "" && cfg.Log.Format == "json",
-		AccessFormat: accessFormat,
-		AccessLines:  accessSink != nil && isSyslog(cfg.Log.AccessLog),
+		AccessJSON:        cfg.Log.AccessFormat == "json" || cfg.Log.AccessFormat == "" && cfg.Log.Format == "json",
+		AccessFormat:      accessFormat,
+		AccessLines:       accessSink != nil && isSyslog(cfg.Log.AccessLog),
+		ProcessLogDropped: processDropped,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "tlsedge: %v\n", err)
