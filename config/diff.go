@@ -77,7 +77,7 @@ func (d *Diff) Empty() bool {
 // on).
 func Compare(old, cfg *Config) Diff {
 	var d Diff
-	d.Restart = listenerChanges(old, cfg)
+	d.Restart = ListenerChanges(old, cfg)
 	d.Settings = changedFields(reflect.ValueOf(*old), reflect.ValueOf(*cfg), map[string]bool{
 		"apps": true, "tcp": true, "listen": true, "http_listen": true,
 	})
@@ -120,8 +120,8 @@ func Compare(old, cfg *Config) Diff {
 	return d
 }
 
-// listenerChanges are the differences a reload refuses: sockets are bound.
-func listenerChanges(old, cfg *Config) []string {
+// ListenerChanges are the differences a reload refuses: sockets are bound.
+func ListenerChanges(old, cfg *Config) []string {
 	var out []string
 	if old.Listen != cfg.Listen {
 		out = append(out, fmt.Sprintf("listen %s -> %s", old.Listen, cfg.Listen))

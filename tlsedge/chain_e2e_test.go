@@ -254,12 +254,12 @@ func TestSubstEndToEnd(t *testing.T) {
 	}
 	for _, p := range protos {
 		c := protoClient(t, g, p.h2)
-		resp, body := get(t, c, "https://raw.example.com/big", "")
+		_, body := get(t, c, "https://raw.example.com/big", "")
 		if want := subst(bigBody); body != want {
 			t.Errorf("%s 20 MiB streamed: %d bytes, want %d, not what ReplaceAll makes", p.name, len(body), len(want))
 		}
 		t.Logf("%s: %d bytes in, %d out", p.name, len(bigBody), len(body))
-		resp, body = get(t, c, "https://raw.example.com/page", "")
+		resp, body := get(t, c, "https://raw.example.com/page", "")
 		// Go's HTTP/2 server sets the length of a body written whole;
 		// never the backend's.
 		if body != subst(small) || resp.ContentLength != -1 && resp.ContentLength != int64(len(body)) || resp.Header.Get("Etag") != `W/"v1"` {

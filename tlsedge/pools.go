@@ -1,11 +1,13 @@
 package tlsedge
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"os"
+	"reflect"
 
 	"github.com/sirupsen/logrus"
 
@@ -64,6 +66,62 @@ func newPoolAndProxy(app *config.App, cfg *config.Config, reg *upstream.Registry
 		return nil, nil, err
 	}
 	return pool, proxy, nil
+}
+
+// adoptPools hands the idle backend connections of old's apps over to
+// the apps of snap with the same name whose connections would be made the
+// same way, and returns for how many backends it did. Only Reload calls
+// it, once snap compiled completely and before it is swapped in: a failed
+// reload, a dry run or an explain never takes connections from the
+// running snapshot (their pools are closed, which would close them).
+//
+// The app's backend_tls must be the same, and so must what its files said
+// when each snapshot read them: a new CA or client certificate at the same
+// path makes new connections. Protocol and the upstream timeouts are
+// compared by Pool.Adopt itself, and backends are matched there by ID,
+// address and TLS name. TCP services have no idle connections to keep.
+func (snap *snapshot) adoptPools(old *snapshot) int {
+	prev := make(map[string]*appHandler, len(old.apps))
+	for _, a := range old.apps {
+		prev[a.cfg.Name] = a
+	}
+	n := 0
+	for _, a := range snap.apps {
+		o := prev[a.cfg.Name]
+		if o == nil || !reflect.DeepEqual(o.cfg.BackendTLS, a.cfg.BackendTLS) ||
+			!sameClientTLS(o.pool.Config().TLS, a.pool.Config().TLS) {
+			continue
+		}
+		n += a.pool.Adopt(o.pool)
+	}
+	return n
+}
+
+// sameClientTLS reports whether two configurations built by
+// backendTLSConfig make the same connections: the settings it copies from
+// backend_tls and the roots and client certificates it read from files.
+func sameClientTLS(a, b *tls.Config) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.MinVersion != b.MinVersion || a.ServerName != b.ServerName || a.InsecureSkipVerify != b.InsecureSkipVerify ||
+		!a.RootCAs.Equal(b.RootCAs) || len(a.Certificates) != len(b.Certificates) {
+		return false
+	}
+	for i := range a.Certificates {
+		ca, cb := a.Certificates[i].Certificate, b.Certificates[i].Certificate
+		if len(ca) != len(cb) {
+			return false
+		}
+		for j := range ca {
+			// The key goes with the leaf: a pair that loaded has the
+			// leaf's public key, so the same leaf means the same key.
+			if !bytes.Equal(ca[j], cb[j]) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // healthConfig translates an app's health settings; nil without checks.

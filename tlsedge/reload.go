@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,7 +24,13 @@ import (
 // use the new one. Backend health, passive failure counts and latency
 // live in the upstream.Registry, keyed by backend identity, so unchanged
 // backends keep them; backends no longer configured are dropped from it.
-// Open WebSocket and TCP-mode connections are never closed by a reload.
+// Idle keep-alive connections to the backends carry over too, for every
+// app that keeps its name, backend_tls (and the files it names), protocol
+// and upstream timeouts: the new pool adopts the old one's connections to
+// the backends it keeps (same ID and address), and requests still on the
+// old snapshot put theirs back for it. The old pools are closed after
+// shutdownGrace, which closes only what nobody adopted. Open WebSocket
+// and TCP-mode connections are never closed by a reload.
 //
 // What a reload cannot change, because sockets are already bound: the
 // listen addresses (HTTPS, plain HTTP, TCP services). Such a change is
@@ -87,15 +92,19 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	// Nothing fails from here on: connections are handed over only to a
+	// snapshot that will run.
+	kept := snap.adoptPools(old)
 	s.snap.Store(snap)
 	s.gate.settings.Store(settings)
 	s.runner.stop()
 	s.runner.start(snap)
 	dropped := s.registry.Retain(snap.pools()...)
 	// Requests still running on the old snapshot use its pools; close
-	// their idle connections once those requests have had time to end.
+	// the idle connections the new pools did not adopt once those
+	// requests have had time to end.
 	time.AfterFunc(shutdownGrace, old.closePools)
-	s.logReload(old, snap, dropped)
+	s.logReload(old, snap, dropped, kept)
 	return nil
 }
 
@@ -119,50 +128,23 @@ func (snap *snapshot) closePools() {
 
 // sameListeners refuses a reload that would need other sockets.
 func sameListeners(old, cfg *config.Config) error {
-	var diffs []string
-	if old.Listen != cfg.Listen {
-		diffs = append(diffs, fmt.Sprintf("listen %s -> %s", old.Listen, cfg.Listen))
-	}
-	if old.HTTPListen != cfg.HTTPListen {
-		diffs = append(diffs, fmt.Sprintf("http_listen %s -> %s", old.HTTPListen, cfg.HTTPListen))
-	}
-	if (len(old.Apps) == 0) != (len(cfg.Apps) == 0) {
-		diffs = append(diffs, "HTTPS listener on/off (apps added to or removed from a TCP-only configuration)")
-	}
-	if a, b := old.TCPListens(), cfg.TCPListens(); !slices.Equal(a, b) {
-		diffs = append(diffs, fmt.Sprintf("TCP listeners %v -> %v", a, b))
-	}
-	if len(diffs) > 0 {
+	if diffs := config.ListenerChanges(old, cfg); len(diffs) > 0 {
 		return fmt.Errorf("reload cannot change listen addresses (%s): restart tlsedge, or upgrade it in place", strings.Join(diffs, "; "))
 	}
 	return nil
 }
 
-// logReload says what changed: apps added, removed or changed, and the
-// backends that came and went.
-func (s *Server) logReload(old, snap *snapshot, dropped int) {
-	before := map[string]*config.App{}
-	for i := range old.cfg.Apps {
-		before[old.cfg.Apps[i].Name] = &old.cfg.Apps[i]
+// logReload says what changed: apps added, removed or changed, the
+// backends that came and went, and for how many backends the idle
+// connections carried over.
+func (s *Server) logReload(old, snap *snapshot, dropped, kept int) {
+	d := config.Compare(old.cfg, snap.cfg)
+	changed := make([]string, len(d.AppsChanged))
+	for i, c := range d.AppsChanged {
+		changed[i] = c.Name + " (" + strings.Join(c.Fields, ", ") + ")"
 	}
-	var added, removed, changed []string
-	for i := range snap.cfg.Apps {
-		a := &snap.cfg.Apps[i]
-		b, ok := before[a.Name]
-		switch {
-		case !ok:
-			added = append(added, a.Name)
-		case fmt.Sprintf("%+v", *a) != fmt.Sprintf("%+v", *b):
-			changed = append(changed, a.Name)
-		}
-		delete(before, a.Name)
-	}
-	for name := range before {
-		removed = append(removed, name)
-	}
-	slices.Sort(removed)
 	s.log.WithFields(logrus.Fields{
-		"apps_added": added, "apps_removed": removed, "apps_changed": changed,
-		"backends_dropped": dropped,
+		"apps_added": d.AppsAdded, "apps_removed": d.AppsRemoved, "apps_changed": changed,
+		"backends_dropped": dropped, "backends_conns_kept": kept,
 	}).Info("configuration reloaded")
 }

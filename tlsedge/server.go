@@ -89,10 +89,11 @@ type Server struct {
 	tcpTLSConf    *tls.Config    // TLS of TCP services: no ALPN
 	listening     bool           // Listen ran
 	tlsSrv        *http.Server   // HTTP/2 only; HTTP/1.1 is served by serveH1
-	h2srv         *http2.Server  // serves tlsSrv's connections (newH2Server)
-	h2conns       h2Conns        // HTTP/2 connections being served
-	httpSrv       *http.Server
-	handler       http.Handler // routes a request to its app
+	//lint:ignore SA1019 net/http serves HTTP/2 only on a *tls.Conn it owns; the frame guard needs ServeConn (h2guard_serve.go)
+	h2srv   *http2.Server // serves tlsSrv's connections (newH2Server)
+	h2conns h2Conns       // HTTP/2 connections being served
+	httpSrv *http.Server
+	handler http.Handler // routes a request to its app
 
 	gate         *frontGate // PROXY headers, per-client limits, timeouts
 	metrics      *metrics.Metrics

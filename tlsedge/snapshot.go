@@ -23,8 +23,10 @@ import (
 // snapshot is one compiled configuration: routes, app handlers, the
 // certificate selector. It is immutable once built; a reload builds a new
 // one and swaps the server's pointer, and requests in flight finish on the
-// one they started with. State that must outlive it (backend health,
-// connection pools) lives in the upstream.Registry.
+// one they started with. State that must outlive it lives elsewhere:
+// backend health, admin state and weights in the upstream.Registry; idle
+// backend connections move to the next snapshot's pools at a reload
+// (adoptPools) when the app's transport did not change.
 type snapshot struct {
 	cfg    *config.Config
 	routes *routeTable

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +22,13 @@ type connStack struct {
 	tls         *tls.Config // nil: plain HTTP to the backend
 	maxIdle     int
 	idleTimeout time.Duration
+
+	// owner is the pool whose Close closes the stack: the pool that built
+	// it, or the one that adopted it since (Pool.Adopt). It changes only
+	// under the mutex of the pool that owns it then, and never after that
+	// pool is closed. Other pools may still hold the stack in their state
+	// and use it; they just do not close it.
+	owner atomic.Pointer[Pool]
 
 	mu     sync.Mutex
 	idle   []*h1Conn // bottom (oldest) first
@@ -41,6 +49,27 @@ func newConnStack(addr string, cfg *PoolConfig) *connStack {
 	s.reaper = time.AfterFunc(time.Hour, s.reap)
 	s.reaper.Stop()
 	return s
+}
+
+// backendTLS returns the client configuration for the backend at addr: a
+// copy of c with ServerName set to the backend's host unless c names one,
+// and HTTP/1.1 as the only ALPN protocol. nil for plain HTTP.
+func backendTLS(c *tls.Config, addr string) *tls.Config {
+	if c == nil {
+		return nil
+	}
+	c = c.Clone()
+	if c.ServerName == "" {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			c.ServerName = host
+		}
+	}
+	c.NextProtos = []string{"http/1.1"}
+	if c.ClientSessionCache == nil {
+		// Resumed handshakes when a pooled connection is replaced.
+		c.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+	}
+	return c
 }
 
 // get pops the most recently used idle connection, or returns nil. The

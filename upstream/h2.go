@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,10 +26,22 @@ const (
 	ProtocolH2C   = "h2c"
 )
 
-// newH2Transport builds the transport of an h2 or h2c pool.
-func (p *Pool) newH2Transport() (*http.Transport, error) {
+// h2Transport is the transport of an h2 or h2c pool, with every
+// multiplexed connection it holds, and the pool that owns it: the pool
+// that built it, or the one it was handed to since (Pool.Adopt). Its TLS
+// dials take the backend settings of the owner, so that a pool that
+// adopted it dials its own membership's names; its owner's Close closes
+// its idle connections. The owner changes only under the mutex of the
+// pool that owns it then, and never once that pool is closed.
+type h2Transport struct {
+	*http.Transport
+	owner atomic.Pointer[Pool]
+}
+
+// newH2Transport builds the transport of an h2 or h2c pool, owned by p.
+func (p *Pool) newH2Transport() (*h2Transport, error) {
 	cfg := &p.cfg
-	tr := &http.Transport{
+	t := &h2Transport{Transport: &http.Transport{
 		Proxy:                  nil, // backends are dialled directly, never through HTTP_PROXY
 		DialContext:            typedDial(cfg.dialTimeout()),
 		DisableCompression:     true,
@@ -36,13 +49,15 @@ func (p *Pool) newH2Transport() (*http.Transport, error) {
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 		IdleConnTimeout:        cfg.idleConnTimeout(),
 		Protocols:              new(http.Protocols),
-	}
+	}}
+	t.owner.Store(p)
+	tr := t.Transport
 	switch cfg.Protocol {
 	case ProtocolH2:
 		if cfg.TLS == nil {
 			return nil, errors.New("upstream: protocol h2 needs TLS to the backends (h2c is HTTP/2 without TLS)")
 		}
-		tr.DialTLSContext = p.tlsDial("h2")
+		tr.DialTLSContext = tlsDial("h2", cfg.dialTimeout(), func(addr string) *tls.Config { return t.owner.Load().tlsFor(addr) })
 		tr.Protocols.SetHTTP2(true)
 	case ProtocolH2C:
 		if cfg.TLS != nil {
@@ -52,7 +67,7 @@ func (p *Pool) newH2Transport() (*http.Transport, error) {
 	default:
 		return nil, fmt.Errorf("upstream: protocol %q: want http1, h2 or h2c", cfg.Protocol)
 	}
-	return tr, nil
+	return t, nil
 }
 
 // newUpgradeTransport builds the transport of WebSocket handshakes. It
@@ -75,26 +90,26 @@ func (p *Pool) newUpgradeTransport() *http.Transport {
 		ForceAttemptHTTP2:      false,
 	}
 	if cfg.TLS != nil {
-		tr.DialTLSContext = p.tlsDial("http/1.1")
+		tr.DialTLSContext = tlsDial("http/1.1", cfg.dialTimeout(), p.tlsFor)
 	}
 	return tr
 }
 
-// tlsDial is a transport's DialTLSContext: the TLS settings are the
-// backend's own (its connection stack's), so a backend the resolver turned
-// into an IP address still sends and verifies its name, not the IP the
-// URL carries.
-func (p *Pool) tlsDial(alpn string) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	dial := typedDial(p.cfg.dialTimeout())
+// tlsDial is a transport's DialTLSContext: the TLS settings, from
+// tlsFor, are the backend's own (its connection stack's), so a backend the
+// resolver turned into an IP address still sends and verifies its name,
+// not the IP the URL carries.
+func tlsDial(alpn string, timeout time.Duration, tlsFor func(addr string) *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dial := typedDial(timeout)
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		nc, err := dial(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		tc := p.tlsFor(addr).Clone()
+		tc := tlsFor(addr).Clone()
 		tc.NextProtos = []string{alpn}
 		c := tls.Client(nc, tc)
-		hctx, cancel := context.WithTimeout(ctx, p.cfg.dialTimeout())
+		hctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		if err := c.HandshakeContext(hctx); err != nil {
 			nc.Close()
@@ -118,6 +133,14 @@ func (p *Pool) tlsFor(addr string) *tls.Config {
 // usesH2 reports whether the pool speaks HTTP/2 to its backends.
 func (c *PoolConfig) usesH2() bool {
 	return c.Protocol == ProtocolH2 || c.Protocol == ProtocolH2C
+}
+
+// protocol returns Protocol, "" meaning HTTP/1.1.
+func (c *PoolConfig) protocol() string {
+	if c.Protocol == "" {
+		return ProtocolHTTP1
+	}
+	return c.Protocol
 }
 
 // typedDial is a net/http transport's DialContext whose failures are

@@ -138,8 +138,10 @@ func (c *PoolConfig) maxIdleConnsPerHost() int {
 
 // Pool is a set of backends with their weights, a balancer per priority
 // level and a keep-alive stack of connections per backend. A reload builds
-// a new Pool; backend state carries over through the Registry, connections
-// do not (Close the old pool).
+// a new Pool; backend state carries over through the Registry, and the
+// idle connections of the backends it keeps carry over when the caller
+// hands them on with Adopt (see pool_adopt.go). Close the old pool: it
+// closes the connections nobody adopted.
 //
 // The membership is one immutable poolState behind an atomic pointer: the
 // request path loads it and never locks. Without names to re-resolve it
@@ -152,19 +154,23 @@ type Pool struct {
 	members  []member // the configured backends, compiled
 	state    atomic.Pointer[poolState]
 	upgrades *http.Transport // WebSocket handshakes of the ReverseProxy path
-	// h2 carries every other request of an h2 or h2c pool; nil for
-	// HTTP/1.1 pools.
-	h2 *http.Transport
+	// h2 carries every other request of an h2 or h2c pool; it holds nil
+	// for HTTP/1.1 pools. Adopt may replace it with the transport of the
+	// pool it adopts, so requests load it each time.
+	h2 atomic.Pointer[h2Transport]
 
 	// backends and stacks are NewPool's membership, state's first value.
-	// Without a resolver it is the only one; with one they go stale.
+	// Without a resolver it is the only one; with one they go stale, and
+	// stacks also after Adopt.
 	// They serve code that sizes itself once at construction (NewProxy's
 	// attempt limit) and tests; the request path reads state.
 	backends []*Backend
 	stacks   []*connStack
 
 	// mu guards closed and resolving and is held for a swap of state (by
-	// the resolver, and for a weight change), never by requests.
+	// the resolver, for a weight change and by Adopt), and while a stack
+	// or the h2 transport owned by the pool changes owner; never by
+	// requests.
 	mu        sync.Mutex
 	closed    bool
 	resolving *resolverRun
@@ -248,9 +254,11 @@ func NewPool(cfg PoolConfig, reg *Registry) (*Pool, error) {
 	p.backends, p.stacks = st.backends, st.stacks
 	p.upgrades = p.newUpgradeTransport()
 	if p.cfg.usesH2() {
-		if p.h2, err = p.newH2Transport(); err != nil {
+		tr, err := p.newH2Transport()
+		if err != nil {
 			return nil, err
 		}
+		p.h2.Store(tr)
 	} else if p.cfg.Protocol != "" && p.cfg.Protocol != ProtocolHTTP1 {
 		return nil, fmt.Errorf("upstream: protocol %q: want http1, h2 or h2c", p.cfg.Protocol)
 	}
@@ -345,13 +353,16 @@ func (p *Pool) newStack(e endpoint) *connStack {
 		_, port, _ := net.SplitHostPort(e.cfg.Addr)
 		s.tls = backendTLS(p.cfg.TLS, net.JoinHostPort(e.tlsHost, port))
 	}
+	s.owner.Store(p)
 	return s
 }
 
 // swap makes next the pool's membership, unless the pool is closed, and
 // closes the stacks of the backends next drops: their idle connections
-// now, the ones in use when their request ends. Only the resolver calls
-// it (one per pool), so next was built from the state it replaces.
+// now, the ones in use when their request ends. A dropped stack that a
+// newer pool adopted is that pool's to close, and stays open. Only the
+// resolver calls it (one per pool), so next was built from the state it
+// replaces.
 func (p *Pool) swap(next *poolState) bool {
 	p.mu.Lock()
 	if p.closed {
@@ -371,8 +382,14 @@ func (p *Pool) swap(next *poolState) bool {
 		}
 	}
 	p.state.Store(next)
-	p.mu.Unlock()
+	var closing []*connStack
 	for _, s := range next.retired {
+		if s.owner.Load() == p { // read under p.mu: see connStack.owner
+			closing = append(closing, s)
+		}
+	}
+	p.mu.Unlock()
+	for _, s := range closing {
 		s.close()
 	}
 	return true
@@ -447,8 +464,10 @@ func (p *Pool) Pick(skip func(*Backend) bool) *Backend { return p.PickAt(time.No
 // Close stops the resolver, if any, and closes the pool's idle keep-alive
 // connections. Call it when a reload has retired the pool. Connections
 // still in use are closed when their request ends; requests that still
-// reach the pool dial connections that are closed after use. Close may be
-// called more than once.
+// reach the pool dial connections that are closed after use. The stacks
+// and the h2 transport that another pool adopted are that pool's now:
+// Close leaves them open, and requests still on this pool keep using
+// them. Close may be called more than once.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed = true
@@ -458,32 +477,16 @@ func (p *Pool) Close() {
 	if run != nil {
 		p.stopResolver(run)
 	}
+	// What p owns stays p's: an owner changes only under the mutex of
+	// the pool that owns it, while that pool is open, and closed was set
+	// under p's.
 	for _, s := range p.state.Load().stacks {
-		s.close()
-	}
-	p.upgrades.CloseIdleConnections()
-	if p.h2 != nil {
-		p.h2.CloseIdleConnections()
-	}
-}
-
-// backendTLS returns the client configuration for the backend at addr: a
-// copy of c with ServerName set to the backend's host unless c names one,
-// and HTTP/1.1 as the only ALPN protocol. nil for plain HTTP.
-func backendTLS(c *tls.Config, addr string) *tls.Config {
-	if c == nil {
-		return nil
-	}
-	c = c.Clone()
-	if c.ServerName == "" {
-		if host, _, err := net.SplitHostPort(addr); err == nil {
-			c.ServerName = host
+		if s.owner.Load() == p {
+			s.close()
 		}
 	}
-	c.NextProtos = []string{"http/1.1"}
-	if c.ClientSessionCache == nil {
-		// Resumed handshakes when a pooled connection is replaced.
-		c.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+	p.upgrades.CloseIdleConnections()
+	if tr := p.h2.Load(); tr != nil && tr.owner.Load() == p {
+		tr.CloseIdleConnections()
 	}
-	return c
 }

@@ -184,7 +184,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	if t == nil {
 		t = &Target{}
 	}
-	if isWebSocket(r.Header) || p.pool.h2 != nil {
+	if isWebSocket(r.Header) || p.pool.cfg.usesH2() {
 		p.serveUpgrade(w, r, t)
 		return
 	}

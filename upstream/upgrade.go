@@ -87,7 +87,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if p.pool.cfg.TLS != nil {
 		pr.Out.URL.Scheme = "https"
 	}
-	if p.pool.h2 != nil && !isWebSocket(pr.In.Header) {
+	if p.pool.cfg.usesH2() && !isWebSocket(pr.In.Header) {
 		// HTTP/2 has no Connection-specific fields; ReverseProxy removed
 		// the hop-by-hop ones already. The Host becomes :authority.
 		pr.Out.Proto, pr.Out.ProtoMajor, pr.Out.ProtoMinor = "HTTP/2.0", 2, 0
@@ -108,8 +108,9 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 // transport returns the transport for req: WebSocket handshakes always
 // go over HTTP/1.1, everything else of an h2 pool over HTTP/2.
 func (p *Pool) transport(req *http.Request) http.RoundTripper {
-	if p.h2 != nil && !isWebSocket(req.Header) {
-		return p.h2
+	if p.cfg.usesH2() && !isWebSocket(req.Header) {
+		// Loaded per request: Adopt may have replaced it.
+		return p.h2.Load().Transport
 	}
 	return p.upgrades
 }

@@ -67,7 +67,7 @@ func splitExplainArgs(args []string) (explainArgs, []string, error) {
 		}
 	}
 	if ex.url == "" {
-		return ex, nil, errors.New("which request? give its URL, like tlsedge explain https://shop.example.com/cart --app ...")
+		return ex, nil, errors.New("which request? give its URL, like: tlsedge explain https://shop.example.com/cart --app SPEC")
 	}
 	return ex, rest, nil
 }
