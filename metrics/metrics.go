@@ -178,6 +178,7 @@ var (
 	docQueueLen     = MetricDoc{"tlsedge_queue_length", "gauge", []string{"app"}, "Requests waiting in the app's queue for a backend slot."}
 	docQueueCap     = MetricDoc{"tlsedge_queue_capacity", "gauge", []string{"app"}, "Bound of the app's queue; a request beyond it is refused (queue_full)."}
 	docCertExpiry   = MetricDoc{"tlsedge_certificate_expiry_seconds", "gauge", []string{"name", "issuer"}, "Seconds until the certificate served for a configured name expires (negative once expired)."}
+	docBackendConns = MetricDoc{"tlsedge_backend_connections_total", "counter", []string{"app", "backend", "kind"}, "Backend connections requests got: new (dialled) or reused (an idle keep-alive connection). HTTP/1.1 backends; h2/h2c pools report none."}
 	docLogDropped   = MetricDoc{"tlsedge_log_lines_dropped_total", "counter", []string{"sink"}, "Log lines dropped because the sink fell behind."}
 )
 
@@ -188,7 +189,7 @@ func Describe() []MetricDoc {
 	docs := []MetricDoc{
 		docRequests, docDuration, docTTFB, docRetries, docEjections, docRefused, docSticky,
 		docConnsTotal, docConnsActive, docStreamsTotal, docStreams, docHandshakes, docHSFailures,
-		docUp, docInFlight, docWeight, docAdmin, docQueueLen, docQueueCap,
+		docUp, docInFlight, docWeight, docAdmin, docBackendConns, docQueueLen, docQueueCap,
 		docCertExpiry, docLogDropped,
 	}
 	for i := range docs {

@@ -17,6 +17,11 @@ type BackendState struct {
 	// "maint"); exported as tlsedge_backend_admin_state{state}=1.
 	// Empty exports nothing. Keep the set of values small and fixed.
 	AdminState string
+	// ConnsNew and ConnsReused count the backend connections requests got:
+	// dialled, and idle keep-alive ones taken again. Counters; they may
+	// start again from zero after a reload that replaced the backend's
+	// connection pool (Prometheus reads that as a counter reset).
+	ConnsNew, ConnsReused uint64
 }
 
 // QueueState is one app's request queue at scrape time. upstream queues
@@ -105,12 +110,13 @@ var (
 	descQueueCap    = desc(docQueueCap)
 	descCertExpiry  = desc(docCertExpiry)
 	descLogDropped  = desc(docLogDropped)
+	descBackendConn = desc(docBackendConns)
 )
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descConnsActive, descStreams, descUp, descInFlight, descWeight, descAdmin,
-		descQueueLen, descQueueCap, descCertExpiry, descLogDropped,
+		descQueueLen, descQueueCap, descCertExpiry, descLogDropped, descBackendConn,
 	} {
 		ch <- d
 	}
@@ -141,6 +147,8 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			if s.AdminState != "" {
 				emit(ch, descAdmin, prometheus.GaugeValue, 1, s.App, s.Backend, s.AdminState)
 			}
+			emit(ch, descBackendConn, prometheus.CounterValue, float64(s.ConnsNew), s.App, s.Backend, "new")
+			emit(ch, descBackendConn, prometheus.CounterValue, float64(s.ConnsReused), s.App, s.Backend, "reused")
 		}
 	}
 	if f := load(&m.queueSrc); f != nil {

@@ -155,6 +155,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		`tlsedge_requests_refused_total{app="shop.example.com",reason="method"} 1`,
 		`tlsedge_backend_up{app="shop.example.com",backend="` + id + `"} 1`,
 		`tlsedge_tls_handshakes_total{version="1.3"}`,
+		// Three requests one after the other: one connection to b1, kept alive.
+		`tlsedge_backend_connections_total{app="shop.example.com",backend="` + id + `",kind="new"} 1`,
+		`tlsedge_backend_connections_total{app="shop.example.com",backend="` + id + `",kind="reused"} 2`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -104,8 +104,10 @@ func (s *Server) scrapeSources() {
 		var out []metrics.BackendState
 		for _, h := range snap.apps {
 			for _, b := range h.pool.Backends() {
+				dials, reuses := h.pool.ConnStats(b)
 				out = append(out, metrics.BackendState{App: h.cfg.Name, Backend: b.ID(), Up: b.Up(now),
-					InFlight: b.InFlight(), Weight: h.pool.Weight(b), AdminState: b.AdminState().String()})
+					InFlight: b.InFlight(), Weight: h.pool.Weight(b), AdminState: b.AdminState().String(),
+					ConnsNew: dials, ConnsReused: reuses})
 			}
 		}
 		return out

@@ -30,6 +30,12 @@ type connStack struct {
 	// and use it; they just do not close it.
 	owner atomic.Pointer[Pool]
 
+	// dials and reuses count the connections requests got: new ones and
+	// idle ones taken again (ConnStats). reuses is counted under mu, which
+	// get holds anyway.
+	dials  atomic.Uint64
+	reuses uint64
+
 	mu     sync.Mutex
 	idle   []*h1Conn // bottom (oldest) first
 	closed bool      // Pool.Close ran: returned connections are closed
@@ -97,6 +103,7 @@ func (s *connStack) get(now time.Time) *h1Conn {
 	}
 	s.idle[n-1] = nil
 	s.idle = s.idle[:n-1]
+	s.reuses++
 	s.mu.Unlock()
 	c.reused = true
 	c.attach()
@@ -106,6 +113,7 @@ func (s *connStack) get(now time.Time) *h1Conn {
 // dial connects a new connection. A failure is a *DialError: nothing of
 // the request was sent, so it may go to another backend.
 func (s *connStack) dial(ctx context.Context) (*h1Conn, error) {
+	s.dials.Add(1)
 	nc, err := s.dialer.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
 		return nil, &DialError{Addr: s.addr, Err: err}
@@ -126,6 +134,29 @@ func (s *connStack) dial(ctx context.Context) (*h1Conn, error) {
 	// A tls.Conn has no raw socket to probe: a TLS 1.3 server's session
 	// tickets would look like unsolicited bytes anyway.
 	return newH1Conn(tc), nil
+}
+
+// stats returns the connections dialled and the idle ones reused so far.
+func (s *connStack) stats() (dials, reuses uint64) {
+	s.mu.Lock()
+	reuses = s.reuses
+	s.mu.Unlock()
+	return s.dials.Load(), reuses
+}
+
+// ConnStats returns how many connections to b requests of this pool have
+// dialled (attempts, failed ones included) and how many idle keep-alive
+// connections they took again: the backend connection reuse ratio. The
+// counts live with b's keep-alive stack, so they carry over a reload that
+// keeps it (Adopt) and start again with a new one. HTTP/2 pools, whose
+// connections net/http's transport keeps, report zeros.
+func (p *Pool) ConnStats(b *Backend) (dials, reuses uint64) {
+	st := p.state.Load()
+	i, ok := st.index[b]
+	if !ok || p.cfg.usesH2() {
+		return 0, 0
+	}
+	return st.stacks[i].stats()
 }
 
 // put makes c idle. The caller guarantees that c is between two requests:
