@@ -11,7 +11,10 @@
 #   RESULTS_DIR=<repo>/bench/results  STAMP=tlsedge-YYYYmmdd-HHMM
 #   PEERS="tlsedge tlsedge-nosticky haproxy goref" (the default): names of
 #   bench/tlsedge*.sh peers of ours (tlsedge-health, tlsedge-tcp) or of the
-#   harness's (haproxy, goref, stunnel, nginx, caddy)
+#   harness's (haproxy, goref, stunnel, nginx, caddy-apt: Debian's caddy,
+#   caddy: a caddy binary installed by hand in /opt/peers/bin)
+#   DOCS=1 (as make bench sets it): copy the report to docs/results/ and put its
+#   tables into docs/performance.md (bench/docs_table.py)
 # Quick smoke test (~2 min): ROUNDS=1 DUR=2 S5_CONNS=300 STAMP=smoke bench/bench.sh
 # Issue 4's comparisons: PEERS="tlsedge-nosticky tlsedge-health" SCENARIOS=S1 and
 #   PEERS="tlsedge-tcp stunnel" SCENARIOS="S2 S3" bench/bench.sh
@@ -30,6 +33,8 @@ PEERS=${PEERS:-tlsedge tlsedge-nosticky haproxy goref}
 declare -A need=([wrk]=wrk [h2load]=nghttp2-client [openssl]=openssl [taskset]=util-linux)
 [[ " $PEERS " != *" haproxy "* ]] || need[haproxy]=haproxy
 [[ " $PEERS " != *" stunnel "* ]] || need[stunnel4]=stunnel4
+[[ " $PEERS " != *" caddy-apt "* ]] || need[caddy]=caddy
+[[ " $PEERS " != *" nginx "* ]] || need[nginx]=nginx
 [[ ${BACKEND:-nginx} == go ]] || need[nginx]=nginx
 missing=()
 for cmd in "${!need[@]}"; do command -v "$cmd" > /dev/null 2>&1 || missing+=("${need[$cmd]}"); done
@@ -52,6 +57,15 @@ done
 "$HARNESS/run.sh" "${peers[@]}" || rc=$?
 if [[ -s $RESULTS_DIR/$STAMP.md ]]; then
 	echo "bench: report $RESULTS_DIR/$STAMP.md (raw: $RESULTS_DIR/raw/$STAMP.csv; logs: ${RUN_DIR:-/tmp/bench-run-$STAMP})"
+	# DOCS=1 (make bench): the report and its CSV go to docs/results/, and
+	# its medians and ratios replace the "latest make bench" block of
+	# docs/performance.md.
+	if [[ ${DOCS:-0} == 1 ]]; then
+		cp "$RESULTS_DIR/$STAMP.md" "$REPO/docs/results/$STAMP.md"
+		cp "$RESULTS_DIR/raw/$STAMP.csv" "$REPO/docs/results/$STAMP.csv"
+		python3 "$REPO/bench/docs_table.py" "$REPO/docs/results/$STAMP.md" "$REPO/docs/performance.md" "results/$STAMP.md" &&
+			echo "bench: docs/performance.md updated with $STAMP"
+	fi
 else
 	echo "bench: no report (harness exit $rc); logs in ${RUN_DIR:-/tmp/bench-run-$STAMP}" >&2
 	((rc)) || rc=1

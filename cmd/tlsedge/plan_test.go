@@ -109,6 +109,7 @@ func TestPlanAndRunningExplain(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("reload --dry-run: exit %d: %s", code, errOut)
 	}
+	t.Logf("%d of 20 sessions pinned to two; tlsedge reload --dry-run printed:\n%s", pinnedToTwo, out)
 	for _, want := range []string{
 		"app added: api", "app removed: blog", "app changed: shop (max_body)",
 		"app shop: backend added: " + idThree,
