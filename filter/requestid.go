@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync/atomic"
+	"unsafe"
 )
 
 // RequestIDHeader carries the request id to the backend and back.
@@ -33,10 +34,30 @@ type requestID struct {
 func (f *requestID) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := r.Header.Get(RequestIDHeader)
 	if !saneID(id) {
-		id = f.prefix + strconv.FormatUint(f.n.Add(1), 36)
-		r.Header[RequestIDHeader] = []string{id}
+		r.Header[RequestIDHeader] = f.newID()
 	}
 	f.next.ServeHTTP(w, r)
+}
+
+// idValue is a request id and the header value that holds it, made in
+// one allocation: the id's bytes live in buf, and vals[0] is a string
+// over them (never written again once made).
+type idValue struct {
+	vals [1]string
+	buf  [maxIDLen]byte
+}
+
+// maxIDLen fits the 16-character hex prefix, "-" and a counter in base 36
+// (13 characters at most for a uint64).
+const maxIDLen = 32
+
+// newID returns a fresh id as a header value.
+func (f *requestID) newID() []string {
+	v := new(idValue)
+	b := append(v.buf[:0], f.prefix...)
+	b = strconv.AppendUint(b, f.n.Add(1), 36)
+	v.vals[0] = unsafe.String(unsafe.SliceData(b), len(b))
+	return v.vals[:]
 }
 
 // saneID accepts ids of 1-128 visible ASCII characters without quotes or

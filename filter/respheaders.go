@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -95,9 +96,18 @@ type respFilter struct {
 }
 
 func (f *respFilter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rw := &respWriter{ResponseWriter: w, f: f, r: r, id: r.Header[RequestIDHeader]}
+	rw := respWriterPool.Get().(*respWriter)
+	*rw = respWriter{ResponseWriter: w, f: f, r: r, id: r.Header[RequestIDHeader]}
 	f.next.ServeHTTP(rw, r)
+	// Recycled only after a normal return: nothing holds a ResponseWriter
+	// once its handler has returned, but a handler that panicked (an
+	// aborted response) may have left anything in any state.
+	*rw = respWriter{}
+	respWriterPool.Put(rw)
 }
+
+// respWriterPool saves the per-request allocation of a respWriter.
+var respWriterPool = sync.Pool{New: func() any { return new(respWriter) }}
 
 // respWriter applies the filter to the response head.
 type respWriter struct {

@@ -3,6 +3,7 @@ package tlsedge
 import (
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -107,7 +108,8 @@ func (a *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // access log.
 func (a *appHandler) serve(w http.ResponseWriter, r *http.Request) {
 	markServed(w)
-	x := exchange{w: w, app: a, start: a.now()}
+	x := exchangePool.Get().(*exchange)
+	*x = exchange{w: w, app: a, start: a.now()}
 	if a.sticky != nil {
 		x.readCookie(r)
 	}
@@ -117,17 +119,26 @@ func (a *appHandler) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if a.explain != nil {
-		a.explain(&x, r)
+		a.explain(x, r)
 		return
 	}
-	a.proxy.Serve(&x, r, &x.target)
+	a.proxy.Serve(x, r, &x.target)
 	if a.metrics != nil {
-		a.metrics.observe(&x, r, a.now().Sub(x.start))
+		a.metrics.observe(x, r, a.now().Sub(x.start))
 	}
 	if a.access != nil {
-		a.logAccess(&x, r)
+		a.logAccess(x, r)
 	}
+	// Recycled only after a normal return (an aborted response panics
+	// through here): the proxy has returned, and neither the access log
+	// nor the metrics keep x.
+	*x = exchange{}
+	exchangePool.Put(x)
 }
+
+// exchangePool saves the per-request allocation of an exchange, which
+// escapes as the proxy's ResponseWriter.
+var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 
 func (a *appHandler) logAccess(x *exchange, r *http.Request) {
 	e := accessEntry{
