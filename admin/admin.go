@@ -39,6 +39,21 @@ type State struct {
 	// (a file or syslog collector, --log-output) fell behind; always 0 when
 	// the process log goes to stderr.
 	ProcessLogDropped uint64 `json:"process_log_dropped"`
+	// Cluster is set when the instance shares state with others through
+	// Redis.
+	Cluster *Cluster `json:"cluster,omitempty"`
+}
+
+// Cluster is this instance's place among instances sharing a Redis.
+type Cluster struct {
+	Instance  string `json:"instance"`
+	Redis     string `json:"redis"`
+	RedisDown bool   `json:"redis_down"`
+	// AdminSync says whether backend admin states and weights are shared;
+	// AdminVersion is the last cluster-wide change applied here (equal on
+	// every instance once a change has reached them all).
+	AdminSync    bool  `json:"admin_sync"`
+	AdminVersion int64 `json:"admin_version"`
 }
 
 // Listener is one listening socket. Proto is "https", "http-redirect", "tcp"
@@ -140,6 +155,9 @@ type Source interface {
 	// Explain says what the running configuration would do with a
 	// request, and why, one line per step.
 	Explain(ctx context.Context, q ExplainRequest) ([]string, error)
+	// Health says whether the instance should get traffic (GET /healthz:
+	// 200, or 503 with the reason).
+	Health() (ok bool, reason string)
 }
 
 // Plan is the answer of POST /api/plan.
@@ -232,6 +250,7 @@ func New(src Source, cfg Config) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", h.statusPage)
 	mux.HandleFunc("GET /api/state", h.getState)
+	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.Handle("POST /api/reload", h.guard(h.reload))
 	mux.Handle("POST /api/plan", h.guard(h.plan))
 	mux.HandleFunc("POST /api/explain", h.explain)

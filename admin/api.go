@@ -73,6 +73,16 @@ func bearerToken(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
+// healthz is for the layer in front: 200 "ok", or 503 and why.
+func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
+	ok, reason := h.src.Health()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_, _ = io.WriteString(w, reason+"\n") // the status is the answer
+}
+
 func (h *handler) getState(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, h.src.State())
 }

@@ -364,3 +364,15 @@ func TestAPIExplain(t *testing.T) {
 		}
 	}
 }
+
+func TestHealthz(t *testing.T) {
+	src := newFake(time.Now())
+	ts := startServer(t, src, Config{})
+	if r := call(t, "GET", ts.URL+"/healthz", "", ""); r.code != http.StatusOK || r.body != "ok\n" {
+		t.Errorf("healthy: %d %q", r.code, r.body)
+	}
+	src.reloadErr = errors.New("draining")
+	if r := call(t, "GET", ts.URL+"/healthz", "", ""); r.code != http.StatusServiceUnavailable || !strings.Contains(r.body, "draining") {
+		t.Errorf("unhealthy: %d %q", r.code, r.body)
+	}
+}

@@ -145,6 +145,16 @@ func (f *fakeSource) Explain(_ context.Context, q ExplainRequest) ([]string, err
 	return []string{"request " + r.Method + " " + r.Host + r.URL.RequestURI() + " from " + r.RemoteAddr + " cookie " + r.Header.Get("Cookie")}, nil
 }
 
+// Health is healthy unless the fake's reload error is set.
+func (f *fakeSource) Health() (bool, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.reloadErr != nil {
+		return false, "unhealthy: " + f.reloadErr.Error()
+	}
+	return true, "ok"
+}
+
 func (f *fakeSource) planCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

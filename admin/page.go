@@ -49,6 +49,7 @@ type pageView struct {
 	ConfigHash        string
 	LogDropped        uint64
 	ProcessLogDropped uint64
+	Cluster           *Cluster
 	Generated         string
 	Listeners         []Listener
 	Apps              []appView
@@ -109,6 +110,7 @@ func (h *handler) view(st State, now time.Time) pageView {
 		ConfigHash:        st.ConfigHash,
 		LogDropped:        st.LogDropped,
 		ProcessLogDropped: st.ProcessLogDropped,
+		Cluster:           st.Cluster,
 		Generated:         now.UTC().Format("15:04:05 MST"),
 		Listeners:         st.Listeners,
 	}

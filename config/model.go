@@ -48,6 +48,8 @@ type Config struct {
 	// files under <state_dir>/acme, or redis://[user:pass@]host:port/db
 	// (rediss:// for TLS) so that several instances share them.
 	Storage string `yaml:"storage,omitempty"`
+	// Cluster tunes what instances sharing a redis:// storage share.
+	Cluster Cluster `yaml:"cluster,omitempty"`
 	// Admin is the admin listener: status page, JSON API, /metrics
 	// (default 127.0.0.1:2019; "off" disables it). Never a public port.
 	Admin string `yaml:"admin,omitempty"`
@@ -57,6 +59,11 @@ type Config struct {
 	// ShutdownTimeout is how long requests in flight get to finish when
 	// tlsedge stops or hands over to a new binary (default 10s).
 	ShutdownTimeout Duration `yaml:"shutdown_timeout,omitempty"`
+	// ShutdownDelay is how long a stopping instance keeps serving while
+	// /healthz already answers 503, so that a balancer in front takes it
+	// out before a connection is refused (default 0: stop at once). Set it
+	// to the balancer's health-check interval times its fall count.
+	ShutdownDelay Duration `yaml:"shutdown_delay,omitempty"`
 
 	TLS      TLS      `yaml:"tls,omitempty"`
 	Frontend Frontend `yaml:"frontend,omitempty"`

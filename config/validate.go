@@ -119,6 +119,7 @@ func (c *Config) Validate() error {
 			add("", "admin", c.Admin, errors.New("the admin listener must not share a public listener's address"))
 		}
 	}
+	c.Cluster.validate(func(field, value string, err error) { add("", field, value, err) })
 	for i, p := range c.TLS.Certs {
 		field := "tls.certs[" + strconv.Itoa(i) + "]"
 		if p.Cert == "" {

@@ -127,6 +127,10 @@ type Ticket struct {
 	Issued time.Time
 	// LastSeen is when the cookie was last (re)issued.
 	LastSeen time.Time
+	// OldKey says a key other than the signing one verified it: after a
+	// key rotation, re-issuing it (NeedsRefresh) moves an active session to
+	// the new key before the old one is dropped.
+	OldKey bool
 }
 
 // Codec encodes and decodes sticky cookies for one cookie name and key ring.
@@ -280,6 +284,7 @@ func (c *Codec) Decode(value string) (Ticket, error) {
 	// Our own loop rather than securecookie.DecodeMulti: it stops at the
 	// first key whose MAC verifies and whose payload parses, and does not
 	// build a MultiError on every foreign cookie.
+	used := 0
 	for i := range c.ring {
 		rc := &c.ring[i]
 		var b []byte
@@ -287,6 +292,7 @@ func (c *Codec) Decode(value string) (Ticket, error) {
 			continue
 		}
 		if p, err = parsePayload(b); err == nil {
+			used = i
 			break
 		}
 	}
@@ -300,6 +306,7 @@ func (c *Codec) Decode(value string) (Ticket, error) {
 		BackendID: p.id,
 		Issued:    time.Unix(p.issued, 0),
 		LastSeen:  time.Unix(p.lastSeen, 0),
+		OldKey:    used > 0, // ring[0] signs
 	}, nil
 }
 
@@ -324,11 +331,12 @@ func (c *Codec) alive(issued, lastSeen int64) error {
 }
 
 // NeedsRefresh reports whether the caller should re-issue the cookie of a
-// ticket Decode accepted, with SetCookie(t.BackendID, t.Issued), to keep its
-// last-seen time fresh. Only an Idle lifetime needs it, once a quarter of
-// Idle (at least a second) has passed since the cookie was last issued.
+// ticket Decode accepted, with SetCookie(t.BackendID, t.Issued): to keep
+// its last-seen time fresh under an Idle lifetime (once a quarter of Idle,
+// at least a second, has passed since it was last issued), or to sign it
+// with the current key when an older one verified it.
 func (c *Codec) NeedsRefresh(t Ticket) bool {
-	return c.idle > 0 && c.now().Unix()-t.LastSeen.Unix() >= c.refresh
+	return t.OldKey || c.idle > 0 && c.now().Unix()-t.LastSeen.Unix() >= c.refresh
 }
 
 // SetCookie is Encode followed by FormatSetCookie: the Set-Cookie header

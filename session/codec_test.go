@@ -199,6 +199,28 @@ func TestRotation(t *testing.T) {
 	}
 }
 
+// A cookie verified by an older key of the ring asks to be re-issued, and
+// the re-issued one, signed by the new key, outlives the old key: an
+// active session survives any number of rotations.
+func TestRotationRefreshesOldKeys(t *testing.T) {
+	clk := &clock{t0}
+	a, b := testKey(1), testKey(2)
+	onlyA := newCodec(t, Config{Keys: []Key{a}, Now: clk.now})
+	ring := newCodec(t, Config{Keys: []Key{b, a}, Now: clk.now})
+	onlyB := newCodec(t, Config{Keys: []Key{b}, Now: clk.now})
+	issued := t0.Add(-time.Hour)
+	old := mustEncode(t, onlyA, "web-1", issued)
+	tk, err := ring.Decode(old)
+	if err != nil || !tk.OldKey || !ring.NeedsRefresh(tk) {
+		t.Fatalf("a cookie of the old key under [B, A]: %+v, %v, refresh %v", tk, err, ring.NeedsRefresh(tk))
+	}
+	renewed := mustEncode(t, ring, tk.BackendID, tk.Issued)
+	tk2, err := onlyB.Decode(renewed)
+	if err != nil || tk2.OldKey || ring.NeedsRefresh(tk2) || !tk2.Issued.Equal(issued) {
+		t.Fatalf("the re-issued cookie under [B]: %+v, %v", tk2, err)
+	}
+}
+
 func TestPlainToEncryptedMigration(t *testing.T) {
 	clk := &clock{t0}
 	old := Key{Hash: testKey(1).Hash} // sign-only key

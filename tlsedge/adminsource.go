@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tlsedge/tlsedge/admin"
+	"github.com/tlsedge/tlsedge/cluster"
 	"github.com/tlsedge/tlsedge/config"
 	"github.com/tlsedge/tlsedge/upstream"
 )
@@ -75,6 +76,12 @@ func (a *adminSource) State() admin.State {
 		st.Apps = append(st.Apps, app)
 	}
 	st.Certificates = snap.certificates()
+	if c := s.cluster; c != nil {
+		st.Cluster = &admin.Cluster{Instance: c.node.ID(), Redis: c.node.Where(), RedisDown: c.node.Down(), AdminSync: c.admin != nil}
+		if c.admin != nil {
+			st.Cluster.AdminVersion = c.admin.applied()
+		}
+	}
 	return st
 }
 
@@ -112,12 +119,33 @@ func (snap *snapshot) certificates() []admin.Certificate {
 	return out
 }
 
+// ConfigHash identifies a validated configuration: instances started with
+// equal configurations report equal hashes (status page, cluster
+// heartbeat, tlsedge check --cluster).
+func ConfigHash(cfg *config.Config) string { return configHash(cfg) }
+
 // configHash identifies a configuration: equal configurations, equal
 // hashes (for comparing instances).
+//
+// It hashes the YAML form (what `tlsedge check` prints), which has no
+// pointers or map order in it: equal on every instance, not only within
+// one process. What is per instance by nature is left out: the instance
+// id, the state directory (and the key file in it), logging, and the admin
+// listener.
 func configHash(cfg *config.Config) string {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%+v", *cfg))
+	c := *cfg
+	c.Cluster.InstanceID, c.StateDir, c.StickyKeyFile = "", "", ""
+	c.Log, c.Admin, c.AdminTokenFile = config.Log{}, "", ""
+	b, err := c.Marshal()
+	if err != nil {
+		b = fmt.Appendf(nil, "unmarshalable: %v", err) // a struct of plain fields: never
+	}
+	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }
+
+// Health is the server's /healthz verdict.
+func (a *adminSource) Health() (bool, string) { return a.s.health() }
 
 // Reload reads the configuration again and applies it.
 func (a *adminSource) Reload(context.Context) error {
@@ -156,7 +184,15 @@ func (a *adminSource) SetBackendState(app, backend, state string) error {
 	if err := p.SetAdminState(backend, s); err != nil {
 		return adminError(err)
 	}
+	a.share(cluster.AdminChange{Kind: cluster.AdminState, App: app, Backend: backend, State: state})
 	return nil
+}
+
+// share hands a change made here to the cluster (cluster.admin_sync).
+func (a *adminSource) share(c cluster.AdminChange) {
+	if cs := a.s.cluster; cs != nil && cs.admin != nil {
+		cs.admin.share(c)
+	}
 }
 
 // adminError maps upstream's errors to the admin API's statuses.
@@ -181,6 +217,7 @@ func (a *adminSource) SetWeight(app, backend string, weight int) error {
 	if err := p.SetWeight(backend, weight); err != nil {
 		return adminError(err)
 	}
+	a.share(cluster.AdminChange{Kind: cluster.AdminWeight, App: app, Backend: backend, Weight: weight})
 	return nil
 }
 

@@ -62,13 +62,18 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 		return nil, err
 	}
 	if app.Sticky != nil {
-		codec, err := session.New(session.Config{
+		sc := session.Config{
 			Name:   app.Sticky.CookieName(),
-			Keys:   keys,
 			MaxAge: app.StickyMaxAge.D(),
 			Idle:   app.StickyIdle.D(),
 			Now:    d.now,
-		})
+		}
+		rekey := func(keys []session.Key) (*session.Codec, error) {
+			c := sc
+			c.Keys = keys
+			return session.New(c)
+		}
+		codec, err := rekey(keys)
 		if err != nil {
 			return nil, fmt.Errorf("sticky: %w", err)
 		}
@@ -77,6 +82,7 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 			ids = append(ids, b.ID)
 		}
 		h.sticky = newStickyCodec(app.Sticky.CookieName(), codec, ids)
+		h.sticky.rekey = rekey
 	}
 	return h, nil
 }

@@ -37,7 +37,7 @@ func Explain(cfg *config.Config, log *logrus.Logger, r *http.Request) ([]string,
 // shares through the registry. Nothing is sent to a backend.
 func (s *Server) Explain(r *http.Request) ([]string, error) {
 	running := s.snap.Load()
-	d := compileDeps{log: s.opts.Log, registry: s.registry, stickyKeys: session.LoadOrCreateKeyFile}
+	d := compileDeps{log: s.opts.Log, registry: s.registry, stickyKeys: s.compileDeps().stickyKeys}
 	snap, err := compile(running.cfg, d)
 	if err != nil {
 		return nil, err

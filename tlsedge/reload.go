@@ -96,6 +96,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	// snapshot that will run.
 	kept := snap.adoptPools(old)
 	s.snap.Store(snap)
+	s.applyStickyKeys(snap) // in case the cluster's keys changed while it compiled
 	s.gate.settings.Store(settings)
 	s.runner.stop()
 	s.runner.start(snap)

@@ -79,8 +79,12 @@ type Server struct {
 	snap     atomic.Pointer[snapshot]
 	registry *upstream.Registry
 	tlsConf  *tls.Config
-	tickets  *ticketRotator
-	access   *accessLog
+	// serving is set once every listener serves; draining from the moment
+	// a stop begins (/healthz).
+	serving, draining atomic.Bool
+	tickets           *ticketRotator // nil in a cluster: the ticket ring rotates
+	cluster           *clusterState  // nil unless the storage is redis://
+	access            *accessLog
 
 	tlsLn, httpLn net.Listener
 	adminLn       net.Listener // nil when the admin listener is off
@@ -123,6 +127,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.gate = gate
+	if err := s.openCluster(); err != nil {
+		return nil, err
+	}
 	s.metrics = metrics.New()
 	if opts.AccessLog != nil {
 		s.access = newAccessLog(opts.AccessLog, opts.AccessJSON)
@@ -141,6 +148,10 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.tcpTLSConf = s.tlsConf.Clone()
 	s.tcpTLSConf.NextProtos = nil
 	s.tcpTLSConf.GetConfigForClient = nil // client certificates are asked for by apps only
+	if s.cluster != nil {
+		s.setTicketKeys(s.cluster.tickets.Keys()) // the cluster's, rotated by it
+		return s, nil
+	}
 	s.tickets, err = newTicketRotator(s.tlsConf, opts.TicketPeriod, opts.Log.WithField("component", "tls"))
 	if err != nil {
 		return nil, err
@@ -326,9 +337,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.access != nil {
 		goRun(func() { s.access.Run(bg) })
 	}
-	tick := time.NewTicker(s.tickets.period)
-	defer tick.Stop()
-	goRun(func() { s.tickets.Run(bg, tick.C) })
+	if s.tickets != nil {
+		tick := time.NewTicker(s.tickets.period)
+		defer tick.Stop()
+		goRun(func() { s.tickets.Run(bg, tick.C) })
+	}
+	if s.cluster != nil {
+		goRun(func() { s.cluster.run(bg, s) })
+	}
 	snap := s.snap.Load()
 	s.runner.mu.Lock()
 	s.runner.bg = bg
@@ -363,7 +379,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if s.httpLn != nil {
 		s.httpSrv = &http.Server{
-			Handler:           http.HandlerFunc(s.serveRedirect),
+			Handler:           s.withHealthz(http.HandlerFunc(s.serveRedirect)),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       30 * time.Second,
 			MaxHeaderBytes:    16 << 10,
@@ -382,10 +398,18 @@ func (s *Server) Serve(ctx context.Context) error {
 	tcpDone := make(chan struct{})
 	go func() { defer close(tcpDone); s.serveTCP(bg, s.grace()) }()
 	s.logStartup(snap)
+	s.serving.Store(true)
 
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	}
+	s.draining.Store(true)
+	if d := s.cfg.ShutdownDelay.D(); d > 0 && err == nil {
+		// /healthz says 503 from now on; the layer in front takes this
+		// instance out while it still serves everything.
+		s.log.WithField("delay", d.String()).Info("draining: /healthz answers 503, serving on until the layer in front has taken this instance out")
+		time.Sleep(d)
 	}
 	s.log.Info("shutting down: no new connections, finishing requests in flight")
 	s.shuttingDown.Store(true)

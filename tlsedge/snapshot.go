@@ -66,12 +66,16 @@ type compileDeps struct {
 }
 
 func (s *Server) compileDeps() compileDeps {
+	keys := session.LoadOrCreateKeyFile
+	if s.cluster != nil {
+		keys = s.cluster.loadStickyKeys
+	}
 	return compileDeps{
 		log:        s.opts.Log,
 		registry:   s.registry,
 		access:     s.access,
 		certPoll:   s.opts.CertPollInterval,
-		stickyKeys: session.LoadOrCreateKeyFile,
+		stickyKeys: keys,
 		localCA:    true,
 		now:        s.opts.Now,
 		openStorage: func(cfg *config.Config) (certmagic.Storage, string, error) {

@@ -12,10 +12,22 @@ import (
 )
 
 // stickyCodec reads and writes one app's sticky cookie around the proxy.
+// Its keys can change while it serves (a cluster's key rotation): the
+// codec and the caches that depend on the keys are one stickyState behind
+// an atomic pointer, loaded once per use.
 type stickyCodec struct {
 	name   string
 	prefix string // name + "=", precomputed for the header scan
-	codec  *session.Codec
+	ids    []string
+	cur    atomic.Pointer[stickyState]
+	// rekey builds the app's codec with other keys (nil in tests that
+	// never change keys).
+	rekey func(keys []session.Key) (*session.Codec, error)
+}
+
+// stickyState is what depends on the keys.
+type stickyState struct {
+	codec *session.Codec
 	// fresh holds, per backend id, the last new-session cookie issued and
 	// the second it was issued in. A new session's cookie says only
 	// "backend X, issued at second T", so every new session pinned to X
@@ -65,17 +77,38 @@ type freshCookie struct {
 }
 
 func newStickyCodec(name string, c *session.Codec, backendIDs []string) *stickyCodec {
-	s := &stickyCodec{name: name, prefix: name + "=", codec: c, fresh: make(map[string]*atomic.Pointer[freshCookie], len(backendIDs))}
-	s.seen.seed = maphash.MakeSeed()
-	for _, id := range backendIDs {
-		s.fresh[id] = new(atomic.Pointer[freshCookie])
-	}
+	s := &stickyCodec{name: name, prefix: name + "=", ids: backendIDs}
+	s.cur.Store(s.newState(c))
 	return s
+}
+
+func (s *stickyCodec) newState(c *session.Codec) *stickyState {
+	st := &stickyState{codec: c, fresh: make(map[string]*atomic.Pointer[freshCookie], len(s.ids))}
+	st.seen.seed = maphash.MakeSeed()
+	for _, id := range s.ids {
+		st.fresh[id] = new(atomic.Pointer[freshCookie])
+	}
+	return st
+}
+
+// setKeys makes keys (the signer first) the codec's: cookies are signed
+// with the first from now on and verified with all of them. The caches
+// start empty: what they hold was made or verified with the old keys.
+func (s *stickyCodec) setKeys(keys []session.Key) error {
+	if s.rekey == nil {
+		return errors.New("sticky: this codec cannot change keys")
+	}
+	c, err := s.rekey(keys)
+	if err != nil {
+		return err
+	}
+	s.cur.Store(s.newState(c))
+	return nil
 }
 
 // newSessionCookie returns the Set-Cookie value of a session beginning now
 // on backend id, shared with other sessions begun on it in the same second.
-func (s *stickyCodec) newSessionCookie(id string, now time.Time) ([]string, error) {
+func (s *stickyState) newSessionCookie(id string, now time.Time) ([]string, error) {
 	slot := s.fresh[id]
 	sec := now.Unix()
 	if slot != nil {
@@ -100,12 +133,12 @@ func (s *stickyCodec) newSessionCookie(id string, now time.Time) ([]string, erro
 // invalid cookie is ignored without a word to the user: the request is
 // balanced and a fresh cookie set.
 func (x *exchange) readCookie(r *http.Request) {
-	s := x.app.sticky
-	value, found := stripCookie(r.Header, s.prefix)
+	value, found := stripCookie(r.Header, x.app.sticky.prefix)
 	x.sticky = stickyMiss
 	if !found {
 		return
 	}
+	s := x.app.sticky.cur.Load()
 	t, ok := s.seen.get(value)
 	if ok {
 		if s.codec.Alive(t) != nil {
@@ -142,11 +175,12 @@ func fnv64a(s string, h uint64) uint64 {
 }
 
 // setCookie runs when the response headers are about to be written.
-func (s *stickyCodec) setCookie(x *exchange) {
+func (c *stickyCodec) setCookie(x *exchange) {
 	chosen := x.target.Chosen
 	if chosen == nil {
 		return // tlsedge answered itself (502): nothing to pin to
 	}
+	s := c.cur.Load()
 	var v []string
 	var err error
 	switch {

@@ -81,7 +81,7 @@ func TestNewSessionCookieSharedWithinOneSecond(t *testing.T) {
 	s := newStickyCodec("s", codec, []string{"a", "b"})
 	t0 := time.Now().Truncate(time.Second)
 	one := func(id string, at time.Time) string {
-		v, err := s.newSessionCookie(id, at)
+		v, err := s.cur.Load().newSessionCookie(id, at)
 		if err != nil || len(v) != 1 || cap(v) != 1 {
 			t.Fatalf("newSessionCookie: %q, %v", v, err)
 		}
@@ -111,7 +111,7 @@ func BenchmarkStickyNewSession(b *testing.B) {
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		s.newSessionCookie("a", now) //nolint:errcheck
+		s.cur.Load().newSessionCookie("a", now) //nolint:errcheck
 	}
 }
 
@@ -149,9 +149,9 @@ func TestTicketCacheStillChecksLifetimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.seen.put(v, tk)
+	s.cur.Load().seen.put(v, tk)
 	now = now.Add(2 * time.Minute)
-	if got, ok := s.seen.get(v); !ok || codec.Alive(got) == nil {
+	if got, ok := s.cur.Load().seen.get(v); !ok || codec.Alive(got) == nil {
 		t.Fatal("a cached ticket past sticky_idle is still alive")
 	}
 }

@@ -86,3 +86,11 @@ func redact(rawURL string) string {
 	}
 	return scheme + user + ":xxxxx" + authority[at:] + path
 }
+
+// ClientOptions parses a redis:// or rediss:// URL as New does, for other
+// users of the same server (the cluster state of tlsedge instances), and
+// returns the go-redis options and where the URL points, without
+// credentials. Errors never quote the password.
+func ClientOptions(rawURL string) (*redis.Options, string, error) {
+	return parseURL(rawURL, nil)
+}

@@ -44,8 +44,11 @@ type flagValues struct {
 	frontend        frontendFlags
 	pidFile         string
 	shutdownTimeout string
+	shutdownDelay   string
 	admin           string
 	adminTokenFile  string
+	clusterID       string
+	clusterAdmin    bool
 }
 
 // newFlagSet declares every flag of run and check. The README's flag
@@ -87,7 +90,10 @@ func newFlagSet(name string, v *flagValues) *pflag.FlagSet {
 	fs.StringVar(&v.logOutput, "log-output", "", "process log `DEST`: stderr, a file, syslog://HOST:PORT, syslog+tcp://HOST:PORT or unixgram:///dev/log (default stderr)")
 	v.frontend.register(fs)
 	fs.StringVar(&v.admin, "admin", "", "admin listener `ADDRESS`: status page, JSON API, /metrics, or \"off\" (default \""+config.DefaultAdmin+"\")")
+	fs.StringVar(&v.clusterID, "cluster-id", "", "this instance's `NAME` among the instances sharing a redis:// --storage (default: host name, pid, random suffix)")
+	fs.BoolVar(&v.clusterAdmin, "cluster-admin-sync", false, "apply backend drain/maint/weight changes made on one instance to every instance sharing the redis:// --storage")
 	fs.StringVar(&v.adminTokenFile, "admin-token-file", "", "`FILE` holding the token the admin API's changes require (without it the API is read-only)")
+	fs.StringVar(&v.shutdownDelay, "shutdown-delay", "", "at a stop, keep serving this long while /healthz answers 503, for the balancer in front (`DURATION`, default 0)")
 	fs.StringVar(&v.shutdownTimeout, "shutdown-timeout", "", "how long requests in flight get to finish at a stop or a binary upgrade (`DURATION`, default 10s)")
 	fs.StringVar(&v.pidFile, "pid-file", "", "write the serving process's PID to `FILE` (for kill -HUP to reload, kill -USR2 to upgrade the binary)")
 	return fs
@@ -127,6 +133,10 @@ func loadConfig(fs *pflag.FlagSet, v *flagValues, getenv func(string) string, ui
 	set("storage", &cfg.Storage, v.storage)
 	set("admin", &cfg.Admin, v.admin)
 	set("admin-token-file", &cfg.AdminTokenFile, v.adminTokenFile)
+	set("cluster-id", &cfg.Cluster.InstanceID, v.clusterID)
+	if fs.Changed("cluster-admin-sync") {
+		cfg.Cluster.AdminSync = v.clusterAdmin
+	}
 	set("on-demand-ask", &cfg.TLS.OnDemand.Ask, v.onDemandAsk)
 	set("import-autocert", &cfg.TLS.ImportAutocert, v.importAutocert)
 	if fs.Changed("acme-disable-http01") {
@@ -185,6 +195,9 @@ func loadConfig(fs *pflag.FlagSet, v *flagValues, getenv func(string) string, ui
 			return nil, err
 		}
 		cfg.TCP = append(cfg.TCP, svc)
+	}
+	if err := setParsed(fs, "shutdown-delay", v.shutdownDelay, &cfg.ShutdownDelay, config.ParseDuration); err != nil {
+		return nil, err
 	}
 	if err := setParsed(fs, "shutdown-timeout", v.shutdownTimeout, &cfg.ShutdownTimeout, config.ParseDuration); err != nil {
 		return nil, err

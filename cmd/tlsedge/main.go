@@ -62,12 +62,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runDemo(ctx, args, stdout, stderr)
 	}
 	var ex explainArgs
-	var dryRun, diff bool
+	var dryRun, diff, clusterCheck bool
 	switch cmd {
 	case "reload":
 		dryRun, args = takeSwitch(args, "--dry-run")
 	case "check":
 		diff, args = takeSwitch(args, "--diff")
+		clusterCheck, args = takeSwitch(args, "--cluster")
 	case "explain":
 		var err error
 		if ex, args, err = splitExplainArgs(args); err != nil {
@@ -98,8 +99,11 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "check":
-		if code := runCheck(cfg, !diff, stdout, stderr); code != exitOK || !diff {
+		if code := runCheck(cfg, !diff && !clusterCheck, stdout, stderr); code != exitOK || !diff && !clusterCheck {
 			return code
+		}
+		if clusterCheck {
+			return runCheckCluster(ctx, cfg, stdout, stderr)
 		}
 		return runCheckDiff(ctx, cfg, stdout, stderr)
 	case "trust":
