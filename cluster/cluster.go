@@ -172,6 +172,10 @@ func (n *Node) Down() bool {
 	return n.down
 }
 
+// Every runs step every Poll until ctx ends, backing off while it fails:
+// the instance's own loops over shared state (rate-limit exchanges).
+func (n *Node) Every(ctx context.Context, step func(ctx context.Context) error) { n.loop(ctx, step) }
+
 // loop runs step every Poll until ctx ends, backing off while it fails.
 func (n *Node) loop(ctx context.Context, step func(ctx context.Context) error) {
 	wait := n.poll

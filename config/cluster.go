@@ -29,6 +29,11 @@ type Cluster struct {
 	// AdminSync applies the backend admin states and weights set on one
 	// instance (admin API) to every instance (default off).
 	AdminSync bool `yaml:"admin_sync,omitempty"`
+	// RateLimits counts rate limits (rate_limit, frontend.rate_limit)
+	// across instances: what a client sends to the others is taken from
+	// its allowance here, a poll later (default off: each instance counts
+	// its own).
+	RateLimits bool `yaml:"rate_limits,omitempty"`
 	// Poll is how often an instance reads the shared state (default 1s).
 	Poll Duration `yaml:"poll,omitempty"`
 }

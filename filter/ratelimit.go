@@ -125,6 +125,7 @@ type rateLimiter struct {
 	shards   []rateShard // a power of two in length
 	seed     uint64      // keeps an attacker from choosing the shard
 	now      func() time.Time
+	counting bool // shared: count what is let through (ratelimit_share.go)
 }
 
 // rateShard is one part of the table; padded so that two shards' mutexes
@@ -139,7 +140,8 @@ type rateShard struct {
 // shard's mutex only (the limiter's own mutex is then never contended).
 type rateEntry struct {
 	lim      rate.Limiter
-	lastSeen int64 // unix nanoseconds of the last request
+	lastSeen int64  // unix nanoseconds of the last request
+	sent     uint32 // let through since the last TakeCounts (shared limits)
 }
 
 func (f *rateLimiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -200,6 +202,8 @@ func (f *rateLimiter) allow(key [16]byte, now time.Time) float64 {
 	if !e.lim.AllowN(now, 1) {
 		// AllowN took nothing; the bucket holds tokens < 1.
 		wait = max((1-e.lim.TokensAt(now))/float64(f.limit), 1e-9) // never 0: 0 means allowed
+	} else if f.counting {
+		e.sent++
 	}
 	s.mu.Unlock()
 	return wait

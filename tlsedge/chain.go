@@ -47,15 +47,16 @@ import (
 // fails the configuration with the app and option named, and a running
 // configuration is never replaced by it.
 
-// frontChain puts the frontend's filters in front of routing.
-func frontChain(fe *config.Frontend, next http.Handler) (http.Handler, error) {
+// frontChain puts the frontend's filters in front of routing. With share
+// set, its rate limit is handed to it to be counted across instances.
+func frontChain(fe *config.Frontend, next http.Handler, share shareLimit) (http.Handler, error) {
 	h := next
 	if fe.RateLimit != "" {
 		rl, err := rateLimitConfig(fe.RateLimit, fe.RateBurst)
 		if err != nil {
 			return nil, &config.FieldError{Field: "frontend.rate_limit", Value: fe.RateLimit, Err: err}
 		}
-		if h, err = filter.RateLimit(h, rl); err != nil {
+		if h, err = rateLimit(h, rl, "frontend", share); err != nil {
 			return nil, &config.FieldError{Field: "frontend.rate_limit", Value: fe.RateLimit, Err: err}
 		}
 	}
@@ -123,6 +124,22 @@ func rateLimitConfig(rate string, burst int) (filter.RateLimitConfig, error) {
 type appFilters struct {
 	clientAuth *clientAuth      // the app's policy; nil: none
 	table      *clientAuthTable // every host's policy
+	share      shareLimit       // nil: rate limits are this instance's own
+}
+
+// shareLimit receives a rate limit to count across instances, by name.
+type shareLimit func(name string, l *filter.RateLimiter)
+
+// rateLimit is filter.RateLimit, shared when share is set.
+func rateLimit(next http.Handler, cfg filter.RateLimitConfig, name string, share shareLimit) (http.Handler, error) {
+	if share == nil {
+		return filter.RateLimit(next, cfg)
+	}
+	h, l, err := filter.SharedRateLimit(next, cfg)
+	if err == nil && l != nil {
+		share(name, l)
+	}
+	return h, err
 }
 
 // filterChain puts an app's filters in front of next (see the table
@@ -221,7 +238,7 @@ func filterChain(app *config.App, next http.Handler, deps appFilters) (http.Hand
 		if err != nil {
 			return nil, fail("rate_limit", app.RateLimit, err)
 		}
-		if h, err = filter.RateLimit(h, rl); err != nil {
+		if h, err = rateLimit(h, rl, "app:"+app.Name, deps.share); err != nil {
 			return nil, fail("rate_limit", app.RateLimit, err)
 		}
 	}

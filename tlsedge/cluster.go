@@ -1,13 +1,16 @@
 package tlsedge
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/tlsedge/tlsedge/cluster"
+	"github.com/tlsedge/tlsedge/filter"
 	"github.com/tlsedge/tlsedge/session"
 )
 
@@ -177,6 +180,41 @@ func (c *clusterState) run(ctx context.Context, s *Server) {
 	if c.admin != nil {
 		wg.Go(func() { c.admin.run(ctx) })
 	}
+	wg.Go(func() { c.shareRates(ctx, s) })
 	wg.Wait()
 	c.node.Close()
+}
+
+// shareRates exchanges the counts of the running snapshot's shared rate
+// limits every poll (cluster.rate_limits; nothing to do without them).
+// Counts are per limit name, so they carry across reloads.
+func (c *clusterState) shareRates(ctx context.Context, s *Server) {
+	shares := map[string]*cluster.RateShare{}
+	c.node.Every(ctx, func(ctx context.Context) error {
+		var firstErr error
+		for name, l := range s.snap.Load().limiters {
+			rs := shares[name]
+			if rs == nil {
+				rs = c.node.NewRateShare(name)
+				shares[name] = rs
+			}
+			taken := l.TakeCounts()
+			mine := make([]cluster.RateCount, len(taken))
+			for i, t := range taken {
+				mine[i] = cluster.RateCount{Client: t.Client.String(), N: t.N}
+			}
+			others, err := rs.Exchange(ctx, mine)
+			if err != nil {
+				firstErr = cmp.Or(firstErr, err)
+				continue // this poll's counts are lost; the local limit still holds
+			}
+			now := time.Now()
+			for _, o := range others {
+				if a, err := netip.ParseAddr(o.Client); err == nil {
+					l.Consume(filter.ClientCount{Client: a, N: o.N}, now)
+				}
+			}
+		}
+		return firstErr
+	})
 }

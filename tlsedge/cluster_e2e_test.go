@@ -32,6 +32,13 @@ type trio struct {
 
 func startTrio(t *testing.T, rotation time.Duration) *trio {
 	t.Helper()
+	return startTrioWith(t, rotation, nil)
+}
+
+// startTrioWith is startTrio with a change to each instance's
+// configuration.
+func startTrioWith(t *testing.T, rotation time.Duration, change func(*config.Config)) *trio {
+	t.Helper()
 	rs := redistest.Start(t)
 	ca := testpki.NewCA(t, "cluster CA")
 	dir := t.TempDir()
@@ -49,6 +56,9 @@ func startTrio(t *testing.T, rotation time.Duration) *trio {
 				StickyKeyRotation: config.Duration(rotation), TicketKeyRotation: config.Duration(rotation), AdminSync: true},
 			TLS:  config.TLS{Certs: []config.CertPair{{Cert: certFile, Key: keyFile}}},
 			Apps: []config.App{a},
+		}
+		if change != nil {
+			change(cfg)
 		}
 		tr.gws = append(tr.gws, startGateway(t, cfg))
 	}
@@ -249,5 +259,42 @@ func TestClusterRotationAndRedisOutage(t *testing.T) {
 		if c := strings.Count(g.logs.String(), "redis unreachable"); c < 1 || c > 4 {
 			t.Errorf("%s logged the outage %d times, want once per loop at most", g.cfg.Cluster.InstanceID, c)
 		}
+	}
+}
+
+// cluster.rate_limits: a client's requests to the other instances count
+// against its allowance here. 10 requests a minute per client: after 3 on
+// each of the three instances, each instance knows of 9 and lets at most 1
+// more through (3 in all, approximate by design), not 7 each (21).
+func TestClusterRateLimits(t *testing.T) {
+	tr := startTrioWith(t, time.Hour, func(cfg *config.Config) {
+		cfg.Cluster.RateLimits = true
+		cfg.Apps[0].RateLimit, cfg.Apps[0].RateBurst = "10/1m", 10
+	})
+	c := tr.roundRobin(t)
+	status := func() int {
+		resp, err := c.Get("https://shop.example.com/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body) //nolint:errcheck
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 9 {
+		if code := status(); code != http.StatusOK {
+			t.Fatalf("request %d: %d", i, code)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // a few polls of 100ms: counts exchanged
+	allowed := 0
+	for range 9 {
+		if status() == http.StatusOK {
+			allowed++
+		}
+	}
+	t.Logf("after 9 requests over 3 instances, %d of 9 more were allowed (at most 1 per instance; 21 without sharing)", allowed)
+	if allowed > 3 {
+		t.Errorf("%d of 9 allowed, want at most 3: the instances do not share the limit", allowed)
 	}
 }

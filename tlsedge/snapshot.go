@@ -15,6 +15,7 @@ import (
 
 	"github.com/tlsedge/tlsedge/certs"
 	"github.com/tlsedge/tlsedge/config"
+	"github.com/tlsedge/tlsedge/filter"
 	"github.com/tlsedge/tlsedge/metrics"
 	"github.com/tlsedge/tlsedge/session"
 	"github.com/tlsedge/tlsedge/upstream"
@@ -47,6 +48,23 @@ type snapshot struct {
 	// sources says where each host's certificate comes from: one of
 	// config.TLSFiles, TLSAuto, TLSInternal.
 	sources map[string]string
+	// limiters are the rate limits counted across instances, by name
+	// ("frontend", "app:NAME"); empty unless cluster.rate_limits.
+	limiters map[string]*filter.RateLimiter
+}
+
+// shareLimit returns what the chain gives its rate limits to when they
+// are counted across instances, nil otherwise.
+func (snap *snapshot) shareLimit(d compileDeps) shareLimit {
+	if !d.shareRates || !snap.cfg.Cluster.RateLimits {
+		return nil
+	}
+	return func(name string, l *filter.RateLimiter) {
+		if snap.limiters == nil {
+			snap.limiters = map[string]*filter.RateLimiter{}
+		}
+		snap.limiters[name] = l
+	}
 }
 
 // compileDeps are the long-lived things a snapshot is compiled against.
@@ -63,6 +81,10 @@ type compileDeps struct {
 	openStorage func(cfg *config.Config) (certmagic.Storage, string, error)
 	renewCheck  time.Duration
 	metrics     *metrics.Metrics // nil: none
+	// shareRates counts rate limits across a cluster's instances
+	// (cluster.rate_limits): the snapshot keeps its limiters for the
+	// cluster's exchange loop.
+	shareRates bool
 }
 
 func (s *Server) compileDeps() compileDeps {
@@ -83,6 +105,7 @@ func (s *Server) compileDeps() compileDeps {
 		},
 		renewCheck: s.opts.RenewCheckInterval,
 		metrics:    s.metrics,
+		shareRates: s.cluster != nil,
 	}
 }
 
@@ -111,7 +134,7 @@ func compile(cfg *config.Config, d compileDeps) (*snapshot, error) {
 			}
 			keys = k
 		}
-		h, err := newAppHandler(app, cfg, keys, d, appFilters{clientAuth: byApp[app.Name], table: table})
+		h, err := newAppHandler(app, cfg, keys, d, appFilters{clientAuth: byApp[app.Name], table: table, share: snap.shareLimit(d)})
 		if err != nil {
 			return nil, fmt.Errorf("app %q: %w", app.Name, err)
 		}
@@ -123,7 +146,7 @@ func compile(cfg *config.Config, d compileDeps) (*snapshot, error) {
 			snap.routes.add(host, app.Path, h)
 		}
 	}
-	if snap.front, err = frontChain(&cfg.Frontend, http.HandlerFunc(snap.route)); err != nil {
+	if snap.front, err = frontChain(&cfg.Frontend, http.HandlerFunc(snap.route), snap.shareLimit(d)); err != nil {
 		return nil, err
 	}
 	return snap, nil

@@ -73,7 +73,7 @@ func newFlagSet(name string, v *flagValues) *pflag.FlagSet {
 	fs.StringVar(&v.acmeEABHMAC, "acme-eab-hmac", "", "external account binding HMAC `KEY`, base64url")
 	fs.BoolVar(&v.acmeNoHTTP01, "acme-disable-http01", false, "do not answer HTTP-01 challenges on --http-listen")
 	fs.BoolVar(&v.acmeNoTLSALPN01, "acme-disable-tlsalpn01", false, "do not answer TLS-ALPN-01 challenges on --listen")
-	fs.StringVar(&v.storage, "storage", "", "where ACME certificates, accounts and locks live: redis://[user:pass@]host:port/db or rediss://... (`URL`; default files in STATE_DIR/acme)")
+	fs.StringVar(&v.storage, "storage", "", "where ACME certificates, accounts and locks live, and what instances share (sticky and ticket keys): redis://[user:pass@]host:port/db or rediss://... (`URL`; default files in STATE_DIR/acme)")
 	fs.BoolVar(&v.onDemand, "on-demand", false, "obtain certificates at the first handshake for names no app lists (needs --on-demand-allow or --on-demand-ask)")
 	fs.StringArrayVar(&v.onDemandAllow, "on-demand-allow", nil, "on-demand names: NAME or *.DOMAIN (any name below DOMAIN), repeatable (`PATTERN`)")
 	fs.StringVar(&v.onDemandAsk, "on-demand-ask", "", "on-demand: ask `URL`?domain=NAME&ip=CLIENT; a 200 allows the name")
