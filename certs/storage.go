@@ -32,10 +32,13 @@ func OpenStorage(ctx context.Context, spec, stateDir string) (certmagic.Storage,
 	if st == nil {
 		return nil, "", err
 	}
+	// A local mirror under the state dir: an instance that has run before
+	// serves its certificates while Redis does not answer (mirror.go).
+	m := &mirrorStorage{shared: st, local: &certmagic.FileStorage{Path: filepath.Join(stateDir, "acme-mirror")}}
 	if err != nil {
-		return st, st.String(), &DegradedError{Storage: st.String(), Err: err}
+		return m, m.String(), &DegradedError{Storage: st.String(), Mirror: m.local.Path, Err: err}
 	}
-	return st, st.String(), nil
+	return m, m.String(), nil
 }
 
 // ReadStorage opens the storage OpenStorage would, for reading only: it
@@ -55,10 +58,16 @@ func ReadStorage(ctx context.Context, spec, stateDir string) (certmagic.Storage,
 // DegradedError says a storage was opened but does not work yet.
 type DegradedError struct {
 	Storage string
-	Err     error
+	// Mirror is the local copy of a shared storage, "" for none.
+	Mirror string
+	Err    error
 }
 
 func (e *DegradedError) Error() string {
+	if e.Mirror != "" {
+		return "ACME storage " + e.Storage + " does not work (" + e.Err.Error() + "): certificates are served from the local mirror " +
+			e.Mirror + " where it has them (none if this instance never ran with this storage); nothing is ordered or renewed until it works; retrying with backoff"
+	}
 	return "ACME storage " + e.Storage + " does not work (" + e.Err.Error() + "): ACME certificates can be neither loaded nor ordered until it does; retrying with backoff"
 }
 

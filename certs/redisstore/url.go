@@ -50,6 +50,13 @@ func parseURL(rawURL string, rootCAs *x509.CertPool) (*redis.Options, string, er
 		}
 		o.TLSConfig.RootCAs = rootCAs
 	}
+	// Fail fast when the server is away (go-redis would retry each command
+	// 4 times, each dial 5 times: 2 s per call): callers fall back or retry
+	// on their own. ?max_retries= and friends in the URL still win.
+	if !u.Query().Has("max_retries") {
+		o.MaxRetries = 1
+	}
+	o.DialerRetries = 1
 	where := u.Scheme + "://" + o.Addr + "/" + strconv.Itoa(o.DB)
 	return o, where, nil
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tlsedge/tlsedge/internal/acmetest"
 	"github.com/tlsedge/tlsedge/internal/redistest"
 )
 
@@ -51,5 +53,39 @@ func TestCheckCluster(t *testing.T) {
 	// Without a redis storage there is nothing to compare with.
 	if _, errOut, code := runCmd(t, "check", "--cluster", "--app", "localhost=127.0.0.1:9", "--state-dir", t.TempDir()); code != 2 || !strings.Contains(errOut, "not redis://") {
 		t.Errorf("without redis: exit %d %q", code, errOut)
+	}
+}
+
+// An instance that ran with a Redis storage restarts while Redis is down
+// and serves its ACME certificate from the local mirror (same serial, no
+// order), saying so.
+func TestRestartWithoutRedisServesMirror(t *testing.T) {
+	rd := redistest.Start(t)
+	ca := acmetest.Start(t, acmetest.Options{})
+	origin := startOrigin(t)
+	state := t.TempDir()
+	first := startInstance(t, acmeArgs(ca, origin, "--storage", rd.URL(), "--state-dir", state,
+		"--listen", ca.TLSAddr(), "--http-listen", ca.HTTPAddr())...)
+	roots := ca.Roots(t)
+	leaf, err := leafAt(first.addr, shopHost, roots)
+	if err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	first.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck // waited for below
+	first.cmd.Process.Wait()                  //nolint:errcheck // its exit status is not the point
+	rd.Stop()
+
+	again := startInstance(t, acmeArgs(ca, origin, "--storage", rd.URL(), "--state-dir", state,
+		"--listen", "127.0.0.1:0", "--http-listen", "off")...)
+	again.waitLine(t, 10*time.Second, "local mirror")
+	leaf2, err := leafAt(again.addr, shopHost, roots)
+	if err != nil {
+		t.Fatalf("restart without Redis: %v\n%s", err, again.logs())
+	}
+	if serialOf(leaf2) != serialOf(leaf) {
+		t.Errorf("restart without Redis serves serial %s, want %s", serialOf(leaf2), serialOf(leaf))
+	}
+	if n := ca.Orders(); n != 1 {
+		t.Errorf("%d orders, want 1", n)
 	}
 }
