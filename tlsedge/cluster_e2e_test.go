@@ -171,9 +171,15 @@ func TestClusterOfThree(t *testing.T) {
 	}
 	t.Logf("drain on i1 in effect on i2 and i3 after %s", time.Since(start).Round(time.Millisecond))
 	// Every status page shows the change version it applied.
-	eventually(t, "every instance reports the admin change applied", func() bool {
+	eventually(t, "every status page shows admin change 1 applied", func() bool {
 		for _, g := range tr.gws {
-			if g.srv.cluster.admin.applied() != 1 {
+			resp, err := http.Get("http://" + g.srv.AdminAddr().String() + "/")
+			if err != nil {
+				return false
+			}
+			page, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(page), `data-admin-version="1"`) || !strings.Contains(string(page), g.cfg.Cluster.InstanceID) {
 				return false
 			}
 		}
