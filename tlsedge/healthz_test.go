@@ -2,6 +2,7 @@ package tlsedge
 
 import (
 	"io"
+	"os"
 	"net/http"
 	"strings"
 	"testing"
@@ -71,7 +72,21 @@ func TestHealthzWaitsForCertificates(t *testing.T) {
 	auto.TLS = config.TLSAuto
 	shop := app("shop.example.com", b.addr())
 	shop.TLS = config.TLSInternal
-	cfg := &config.Config{Admin: "127.0.0.1:0", Apps: []config.App{shop, auto}}
+	// certmagic's order goroutine may still write a lock file after the
+	// gateway stops: a state dir of our own, removed when it is done.
+	state, err := os.MkdirTemp("", "tlsedge-healthz-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.RemoveAll(state) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	cfg := &config.Config{Admin: "127.0.0.1:0", StateDir: state, Apps: []config.App{shop, auto}}
 	cfg.TLS.ACME.Email = "ops@example.com"
 	cfg.TLS.ACME.CA = "https://127.0.0.1:1/directory"
 	g := startGateway(t, cfg)
