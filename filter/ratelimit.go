@@ -184,6 +184,22 @@ func rateKey(a netip.Addr) [16]byte {
 func (f *rateLimiter) allow(key [16]byte, now time.Time) float64 {
 	s := f.shard(key)
 	s.mu.Lock()
+	e := f.entry(s, key, now)
+	e.lastSeen = now.UnixNano()
+	var wait float64
+	if !e.lim.AllowN(now, 1) {
+		// AllowN took nothing; the bucket holds tokens < 1.
+		wait = max((1-e.lim.TokensAt(now))/float64(f.limit), 1e-9) // never 0: 0 means allowed
+	} else if f.counting {
+		e.sent++
+	}
+	s.mu.Unlock()
+	return wait
+}
+
+// entry returns key's bucket in s (its mutex held), making a full one,
+// after an eviction if s is full, for a new client.
+func (f *rateLimiter) entry(s *rateShard, key [16]byte, now time.Time) *rateEntry {
 	e := s.m[key]
 	if e == nil {
 		if len(s.m) >= f.perShard {
@@ -197,16 +213,7 @@ func (f *rateLimiter) allow(key [16]byte, now time.Time) float64 {
 		e.lim.SetLimitAt(time.Time{}, f.limit)
 		s.m[key] = e
 	}
-	e.lastSeen = now.UnixNano()
-	var wait float64
-	if !e.lim.AllowN(now, 1) {
-		// AllowN took nothing; the bucket holds tokens < 1.
-		wait = max((1-e.lim.TokensAt(now))/float64(f.limit), 1e-9) // never 0: 0 means allowed
-	} else if f.counting {
-		e.sent++
-	}
-	s.mu.Unlock()
-	return wait
+	return e
 }
 
 func (f *rateLimiter) shard(key [16]byte) *rateShard {

@@ -64,16 +64,7 @@ func (l *RateLimiter) Consume(c ClientCount, now time.Time) {
 	s := f.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m[key]
-	if e == nil {
-		if len(s.m) >= f.perShard {
-			f.evict(s, now)
-		}
-		e = &rateEntry{}
-		e.lim.SetBurstAt(time.Time{}, f.burst)
-		e.lim.SetLimitAt(time.Time{}, f.limit)
-		s.m[key] = e
-	}
+	e := f.entry(s, key, now)
 	// Down to minus the burst at most: a client is never held back longer
 	// than an empty bucket and a full burst's refill.
 	if n := int(min(float64(c.N), e.lim.TokensAt(now)+float64(f.burst))); n >= 1 {
