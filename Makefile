@@ -1,7 +1,12 @@
 # tlsedge — build, try, test, measure.
 #   make demo    run tlsedge on an embedded default (local CA, demo backends)
-#   make test    install what the tests need, then vet + race tests + short fuzz pass
-#   make bench   side-by-side benchmark against haproxy and goref (../shared/bench)
+#   make test    install what the tests need, then lint (gofmt, vet, staticcheck) + race tests + short fuzz pass
+#                + benchmark smoke run (bench-smoke)
+#   make bench   side-by-side benchmark against haproxy, nginx, caddy and goref (../shared/bench),
+#                tables into docs/performance.md
+#   make bench-micro  Go micro-benchmarks of the hot pieces, as a table
+#   make bench-smoke  tlsedge vs goref (a naive Go proxy), S1 and S4, 2 s each;
+#                fails only if tlsedge is below 1.0x goref
 #   make lint    gofmt, go vet, staticcheck
 
 GO        ?= go
@@ -13,10 +18,11 @@ BIN       := bin/tlsedge
 # Debian packages the tests run for real: curl runs the demo's printed
 # command, redis-server backs the shared ACME storage, testssl.sh audits
 # the TLS listener, libssl-dev builds the -tags openssl variant, chromium
-# renders the status page. (Pebble, the ACME test CA, and h2spec, the HTTP/2
+# renders the status page, wrk and h2load (nghttp2-client) load the
+# benchmark smoke run. (Pebble, the ACME test CA, and h2spec, the HTTP/2
 # conformance suite, are built from go.mod's tool directives by the tests
 # themselves.)
-TEST_DEBS := curl redis-server testssl.sh libssl-dev chromium
+TEST_DEBS := curl redis-server testssl.sh libssl-dev chromium wrk nghttp2-client
 
 # Every fuzz target: package:Target.
 FUZZ_TARGETS := \
@@ -48,7 +54,19 @@ FUZZ_TARGETS := \
 	./filter:FuzzAcceptEncoding \
 	./logsink:FuzzAccessTemplate
 
-.PHONY: build build-openssl demo test test-deps vet unit fuzz bench lint clean
+# The micro-benchmarks of make bench-micro, per package: route lookup,
+# the filter chain, header rewrites, sticky cookies, balancer picks,
+# access-log lines. (A -bench pattern is split at each /: the balancers'
+# second level is any balancer, the third serial or parallel.)
+MICRO_PKGS     := tlsedge filter session upstream logsink
+MICRO_tlsedge  := ^Benchmark(RouteMatch|RouteLookup|AppChain|StickyCookie|StickyNewSession|AccessLogLine)$$
+MICRO_filter   := ^Benchmark(DefaultChain|HeaderRules|ResponseHeaders)$$
+MICRO_session  := ^Benchmark(Encode|Decode|SetCookie)$$
+MICRO_upstream := ^BenchmarkBalancerPick$$/./^(serial|parallel)$$
+MICRO_logsink  := ^BenchmarkAccessFormat$$
+MICRO_BENCHTIME ?= 1s
+
+.PHONY: build build-openssl demo test test-deps vet unit fuzz bench bench-micro bench-smoke lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tlsedge
@@ -61,7 +79,7 @@ build-openssl:
 demo:
 	$(GO) run ./cmd/tlsedge demo
 
-test: test-deps vet unit fuzz
+test: test-deps lint unit fuzz bench-smoke
 
 # Install missing Debian packages (CI and fresh machines run as root).
 test-deps:
@@ -91,8 +109,28 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
+# The side-by-side comparison issue 7 asks for (tlsedge, haproxy, nginx,
+# Debian's caddy, goref); its tables go into docs/performance.md.
 bench: build
-	bench/bench.sh
+	DOCS=1 PEERS="$${PEERS:-tlsedge haproxy nginx caddy-apt goref}" bench/bench.sh
+
+# One go test per package (each has its own pattern), its output as it
+# comes, then one markdown table: ns/op, B/op, allocs/op.
+bench-micro:
+	@out=$$(mktemp); failed=$$out.failed; \
+	$(foreach p,$(MICRO_PKGS),{ $(GO) test -run '^$$' -bench '$(MICRO_$(p))' -benchmem -benchtime $(MICRO_BENCHTIME) -count 1 ./$(p) || touch $$failed; } | tee -a $$out;) \
+	echo; echo "| package | benchmark | ns/op | B/op | allocs/op |"; echo "|---|---|--:|--:|--:|"; \
+	awk '/^pkg: / { pkg = $$2; sub(/.*\//, "", pkg) } \
+		/^Benchmark.* ns\/op/ { name = $$1; sub(/^Benchmark/, "", name); sub(/-[0-9]+$$/, "", name); ns = b = a = ""; \
+			for (i = 3; i < NF; i++) { if ($$(i+1) == "ns/op") ns = $$i; if ($$(i+1) == "B/op") b = $$i; if ($$(i+1) == "allocs/op") a = $$i } \
+			printf "| %s | %s | %s | %s | %s |\n", pkg, name, ns, b, a }' $$out; \
+	rm -f $$out; if [ -e $$failed ]; then rm -f $$failed; echo "bench-micro: a benchmark failed (see above)"; exit 1; fi
+
+# tlsedge against goref (internal/benchsmoke/goref) on this machine, S1
+# (wrk) and S4 (h2load), 2 s each, pinned like the harness: fails only when
+# tlsedge is slower than goref in the same run. Under a minute.
+bench-smoke:
+	$(GO) run ./internal/benchsmoke -go $(GO)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi

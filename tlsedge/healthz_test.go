@@ -2,8 +2,8 @@ package tlsedge
 
 import (
 	"io"
-	"os"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
