@@ -52,7 +52,7 @@ type Options struct {
 	// clusters can share a Redis database.
 	Prefix string
 	// Poll is how often the loops read Redis (default 1s). Failed calls
-	// back off from it to MaxBackoff (default 5s).
+	// back off from it to MaxBackoff (default 5s, or 10 polls if less).
 	Poll, MaxBackoff time.Duration
 	// Timeout bounds every Redis call (default 1s).
 	Timeout time.Duration
@@ -90,11 +90,13 @@ func Open(opts Options) (*Node, error) {
 		id:      opts.InstanceID,
 		prefix:  opts.Prefix,
 		poll:    orDuration(opts.Poll, time.Second),
-		backoff: orDuration(opts.MaxBackoff, 5*time.Second),
 		timeout: orDuration(opts.Timeout, time.Second),
 		log:     opts.Log,
 		now:     opts.Now,
 	}
+	// Back off to 5 s, or 10 polls when polls are short (tests): a cluster
+	// that polls fast should also notice Redis's return fast.
+	n.backoff = orDuration(opts.MaxBackoff, min(5*time.Second, 10*n.poll))
 	if n.id == "" {
 		n.id = defaultInstanceID()
 	}
