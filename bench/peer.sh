@@ -28,7 +28,11 @@ start)
 	else
 		service=(--listen "127.0.0.1:$PORT" --http-listen off --app "$app")
 	fi
+	# Every loader connection comes from 127.0.0.1: the per-address
+	# limits (1000 connections, 100 handshakes by default) would cap S5
+	# at 1000 connections.
 	GOMAXPROCS=1 start_bg proxy "$PROXY_CPU" "$TLSEDGE_BIN" run \
+		--max-conns-per-ip -1 --max-handshakes-per-ip -1 \
 		--cert "$CERT" --key "$KEY" \
 		--state-dir "$WORKDIR/state" \
 		--access-log "$WORKDIR/access.log" \

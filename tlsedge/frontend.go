@@ -83,9 +83,7 @@ func (s *Server) handshake(ctx context.Context, raw net.Conn) {
 		s.serveH2(ctx, tc)
 		return
 	}
-	s.metrics.ConnOpened("h1")
-	defer s.metrics.ConnClosed("h1")
-	s.serveH1(tc)
+	s.serveH1(tc) // counts the connection itself: it may outlive this goroutine (park)
 }
 
 // serveH2 serves an HTTP/2 connection with net/http's HTTP/2 server (as

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -28,10 +30,13 @@ const (
 	maxDrain = 256 << 10
 )
 
-// h1Conn is one client connection speaking HTTP/1.x.
+// h1Conn is the serving state of a client connection speaking HTTP/1.x,
+// from connPool: the connection holds it while it serves requests and for
+// parkAfter after the last one, then gives it back and parks (h1park.go).
 type h1Conn struct {
 	linger   bool // the last answer left request body unread: close lingering
 	srv      *Server
+	link     *h1Link
 	nc       net.Conn // the *tls.Conn
 	br       *bufio.Reader
 	bw       *bufio.Writer
@@ -45,8 +50,26 @@ type h1Conn struct {
 	w        h1Writer
 	tlsInfo  *tls.ConnectionState // &tlsState, shared by the connection's requests
 	tlsState tls.ConnectionState
-	active   atomic.Bool // a request is being served
 	src      idleSource
+}
+
+// h1Link is what an HTTP/1.x connection holds for as long as it is open,
+// busy, idle or parked: the connection tracker knows it by this.
+type h1Link struct {
+	tc     *tls.Conn
+	remote string      // tc.RemoteAddr().String(), the requests' RemoteAddr
+	active atomic.Bool // a request is being served
+	// idleEnd is when the idle wait under way ends (the idle timeout
+	// counted from the end of the last response); zero from the first
+	// byte of a request to the end of its response. It survives parking:
+	// a client that trickles bytes does not restart it.
+	idleEnd time.Time
+	// parkable: the server has an idlePoller and this socket can join it.
+	parkable bool
+	// The idlePoller's, while parked (registered: ever added to its set).
+	registered bool
+	heapIdx    int
+	token      uint64
 }
 
 // idleSource is what the bufio.Reader reads: first the byte that ended an
@@ -75,9 +98,8 @@ func (c *h1Conn) recycle() {
 	c.req, c.base, c.url = http.Request{}, http.Request{}, url.URL{}
 	c.tlsState, c.tlsInfo = tls.ConnectionState{}, nil
 	c.body, c.head, c.src = h1Body{}, requestHead{}, idleSource{}
-	c.srv, c.nc, c.w.conn = nil, nil, nil
+	c.srv, c.link, c.nc, c.w.conn = nil, nil, nil, nil
 	c.linger = false
-	c.active.Store(false)
 	connPool.Put(c)
 }
 
@@ -114,68 +136,121 @@ var (
 	}}
 )
 
-// serveH1 runs the request loop of one connection until it closes.
+// serveH1 serves an HTTP/1.x connection until it closes.
 func (s *Server) serveH1(tc *tls.Conn) {
+	l := &h1Link{tc: tc, remote: tc.RemoteAddr().String(), parkable: s.idle.Load() != nil && canPark(tc)}
+	s.metrics.ConnOpened("h1")
+	s.trackConn(l, true)
+	s.runH1(l)
+}
+
+// How runH1 leaves a connection.
+const (
+	h1Closed   = iota // closed, state recycled
+	h1Hijacked        // the handler owns the connection and its buffers
+	h1Parked          // idle: state recycled, handed to the idlePoller
+)
+
+// runH1 runs the request loop on l until the connection closes, is
+// hijacked or parks.
+func (s *Server) runH1(l *h1Link) {
+	tc := l.tc
 	c := connPool.Get().(*h1Conn)
-	c.srv, c.nc = s, tc
+	c.srv, c.link, c.nc = s, l, tc
 	c.tlsState = tc.ConnectionState()
 	c.tlsInfo = &c.tlsState
 	// The request's context is Background: this server does not watch a
 	// client while its backend thinks (see docs/performance.md), and a
 	// shared or per-request context would cost every request.
-	c.base = http.Request{RemoteAddr: tc.RemoteAddr().String(), TLS: c.tlsInfo}
+	c.base = http.Request{RemoteAddr: l.remote, TLS: c.tlsInfo}
 	c.src = idleSource{conn: tc}
 	c.w.conn = c
 
-	s.trackConn(c, true)
-	hijacked := false
+	end := h1Closed
 	defer func() {
-		s.trackConn(c, false)
-		if hijacked {
-			return // the handler owns the connection and its buffers now
+		switch end {
+		case h1Hijacked:
+			s.trackConn(l, false)
+			s.metrics.ConnClosed("h1")
+		case h1Parked:
+			c.release()
+			c.recycle()
+			s.parkH1(l)
+		default:
+			s.trackConn(l, false)
+			if c.linger {
+				lingerClose(tc)
+			}
+			tc.Close()
+			c.release()
+			c.recycle()
+			s.metrics.ConnClosed("h1")
 		}
-		if c.linger {
-			lingerClose(tc)
-		}
-		tc.Close()
-		c.release()
-		c.recycle()
 	}()
 	for {
-		if !c.waitRequest() {
+		switch c.waitRequest() {
+		case waitEnd:
+			return
+		case waitPark:
+			end = h1Parked
 			return
 		}
 		keep, hj := c.serveOne()
 		if hj {
-			hijacked = true
+			end = h1Hijacked
 			return
 		}
-		c.active.Store(false)
+		l.active.Store(false)
 		if !keep || s.shuttingDown.Load() {
 			return
 		}
 	}
 }
 
+// What waitRequest saw.
+const (
+	waitGot  = iota // the next request's first byte (or it was buffered)
+	waitEnd         // EOF, error, idle timeout or shutdown: close
+	waitPark        // silence for parkAfter: park until link.idleEnd
+)
+
 // waitRequest waits for the first byte of the next request, up to the
-// idle timeout, and reports whether one came.
-func (c *h1Conn) waitRequest() bool {
+// idle timeout, or up to parkAfter when the connection can park.
+func (c *h1Conn) waitRequest() int {
 	if c.srv.shuttingDown.Load() {
-		return false
+		return waitEnd
 	}
 	if c.br == nil || c.br.Buffered() == 0 {
 		// Nothing pipelined: wait without buffers.
 		c.release()
-		c.nc.SetReadDeadline(time.Now().Add(c.srv.gate.cur().idleTimeout)) //nolint:errcheck // a dead conn fails the read
-		if n, err := c.nc.Read(c.src.b[:]); n == 0 {
-			_ = err // EOF, timeout, reset: the connection is done
-			return false
+		l := c.link
+		now := time.Now()
+		if l.idleEnd.IsZero() {
+			l.idleEnd = now.Add(c.srv.gate.cur().idleTimeout)
 		}
+		deadline := l.idleEnd
+		park := l.parkable && now.Add(parkAfter).Before(deadline)
+		if park {
+			deadline = now.Add(parkAfter)
+		}
+		c.nc.SetReadDeadline(deadline) //nolint:errcheck // a dead conn fails the read
+		if n, err := c.nc.Read(c.src.b[:]); n == 0 {
+			// A timeout leaves crypto/tls ready to read on (it keeps a
+			// partial record), and no whole record in its buffers.
+			if park && errors.Is(err, os.ErrDeadlineExceeded) && !c.srv.shuttingDown.Load() {
+				return waitPark
+			}
+			return waitEnd // EOF, idle timeout, reset: the connection is done
+		}
+		l.idleEnd = time.Time{}
 		c.src.pending = true
 		c.acquire()
 	}
-	c.active.Store(true)
-	return !c.srv.shuttingDown.Load()
+	c.link.active.Store(true)
+	if c.srv.shuttingDown.Load() {
+		return waitEnd
+	}
+	return waitGot
 }
 
 // serveOne reads and answers one request. keep reports whether the
@@ -288,15 +363,15 @@ func (c *h1Conn) refuse(err error) {
 // Its lock is taken when a connection opens or closes, never per request.
 type connTracker struct {
 	mu    sync.Mutex
-	conns map[*h1Conn]struct{}
+	conns map[*h1Link]struct{}
 }
 
-func (s *Server) trackConn(c *h1Conn, add bool) {
+func (s *Server) trackConn(c *h1Link, add bool) {
 	t := &s.conns
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.conns == nil {
-		t.conns = map[*h1Conn]struct{}{}
+		t.conns = map[*h1Link]struct{}{}
 	}
 	if add {
 		t.conns[c] = struct{}{}
@@ -305,16 +380,17 @@ func (s *Server) trackConn(c *h1Conn, add bool) {
 	}
 }
 
-// closeIdle wakes every connection waiting for a request so that it sees
-// the shutdown flag and closes; busy ones close after their response. It
-// returns how many connections are left.
+// closeIdle wakes every connection waiting for a request, parked or not,
+// so that it sees the shutdown flag and closes; busy ones close after
+// their response. It returns how many connections are left.
 func (s *Server) closeIdle() int {
+	s.idle.Load().shutdown() // closes the parked ones
 	t := &s.conns
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for c := range t.conns {
 		if !c.active.Load() {
-			c.nc.SetReadDeadline(time.Now()) //nolint:errcheck
+			c.tc.SetReadDeadline(time.Now()) //nolint:errcheck
 		}
 	}
 	return len(t.conns)
@@ -326,7 +402,7 @@ func (s *Server) closeAll() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for c := range t.conns {
-		c.nc.Close()
+		c.tc.Close()
 	}
 }
 

@@ -99,7 +99,8 @@ type Server struct {
 	httpSrv *http.Server
 	handler http.Handler // routes a request to its app
 
-	gate         *frontGate // PROXY headers, per-client limits, timeouts
+	gate         *frontGate                 // PROXY headers, per-client limits, timeouts
+	idle         atomic.Pointer[idlePoller] // parked idle HTTP/1.x connections; nil: they do not park
 	metrics      *metrics.Metrics
 	runner       snapRunner // the running snapshot's background work
 	shuttingDown atomic.Bool
@@ -372,6 +373,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.tlsSrv.SetKeepAlivesEnabled(true)
 	if s.h2srv, err = newH2Server(s.tlsSrv); err != nil {
 		return err
+	}
+	if s.tlsLn != nil {
+		idle, err := newIdlePoller(s.wakeH1, s.closeParked)
+		if err != nil {
+			s.log.WithError(err).Warn("idle HTTP/1.1 connections will keep their goroutine and state (more memory each)")
+		}
+		s.idle.Store(idle)
+		defer idle.shutdown() // waitConns ended it, unless Serve returns early
 	}
 	errc := make(chan error, 4)
 	if s.tlsLn != nil {
