@@ -116,7 +116,7 @@ func startIdleGateway(b *testing.B) *Server {
 }
 
 // idleChild is the test binary re-executed as the clients
-// (TestIdleClientProcess), so that this process holds only the gateway
+// (runIdleClient, through TestMain), so that this process holds only the gateway
 // and its backend.
 type idleChild struct {
 	b     *testing.B
@@ -126,7 +126,7 @@ type idleChild struct {
 }
 
 func startIdleChild(b *testing.B, env ...string) *idleChild {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClientProcess$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -267,36 +267,37 @@ func rssBytes() uint64 {
 	return pages * uint64(os.Getpagesize())
 }
 
-// TestIdleClientProcess is BenchmarkIdleConn's child, skipped otherwise.
-func TestIdleClientProcess(t *testing.T) {
-	addr := os.Getenv(idleClientEnv)
-	if addr == "" {
-		t.Skip("the child process of BenchmarkIdleConn")
-	}
+// runIdleClient is BenchmarkIdleConn's child process (TestMain runs it
+// when idleClientEnv names the gateway): it opens the connections, holds
+// them, and exits when its standard input closes. Its exit code is 1 when
+// it could not open them.
+func runIdleClient(addr string) int {
 	n, _ := strconv.Atoi(os.Getenv(idleConnsEnv))
 	cfg := &tls.Config{InsecureSkipVerify: true, ServerName: "idle.test", MinVersion: tls.VersionTLS13,
 		CurvePreferences: []tls.CurveID{tls.X25519}, NextProtos: []string{"http/1.1"}}
 	// Warm-up as the harness does it (wrk -c16): pools, backend
 	// connections, the handshake path.
 	if err := openIdle(addr, cfg, 16, 4, func(c net.Conn) { c.Close() }); err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	fmt.Println("WARM")
 	in := bufio.NewReader(os.Stdin)
 	if _, err := in.ReadString('\n'); err != nil {
-		return
+		return 0
 	}
 	var mu sync.Mutex
 	var conns []net.Conn
 	err := openIdle(addr, cfg, n, 16, func(c net.Conn) { mu.Lock(); conns = append(conns, c); mu.Unlock() })
 	if err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	fmt.Println("READY", len(conns))
 	if gap, err := time.ParseDuration(os.Getenv(idleGapEnv)); err == nil {
 		dur, _ := time.ParseDuration(os.Getenv(idleDurEnv))
 		if _, err := in.ReadString('\n'); err != nil {
-			return
+			return 0
 		}
 		fmt.Println("DONE", pauseAndAsk(conns, gap, dur))
 	}
@@ -304,6 +305,7 @@ func TestIdleClientProcess(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
+	return 0
 }
 
 // pauseAndAsk sends a GET on every connection every gap (spread over the

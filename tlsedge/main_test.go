@@ -16,6 +16,9 @@ func TestMain(m *testing.M) {
 	if addr := os.Getenv(backendProcEnv); addr != "" {
 		os.Exit(runBackendProcess(addr))
 	}
+	if addr := os.Getenv(idleClientEnv); addr != "" {
+		os.Exit(runIdleClient(addr))
+	}
 	code := m.Run()
 	if err := acmetest.Cleanup(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
