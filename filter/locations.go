@@ -109,7 +109,17 @@ func (f *respFilter) rewriteURLs(h http.Header, r *http.Request) {
 			}
 		}
 	}
-	for i, v := range h["Set-Cookie"] {
-		h["Set-Cookie"][i] = rewriteCookieDomain(v, f.backendHosts)
+	// Copy on write: a Set-Cookie slice may be shared between responses
+	// (the sticky cookie of new sessions is encoded once a second and its
+	// slice handed to every response of that second).
+	cookies, copied := h["Set-Cookie"], false
+	for i, v := range cookies {
+		if nv := rewriteCookieDomain(v, f.backendHosts); nv != v {
+			if !copied {
+				cookies, copied = append([]string(nil), cookies...), true
+				h["Set-Cookie"] = cookies
+			}
+			cookies[i] = nv
+		}
 	}
 }
