@@ -7,9 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,23 +28,8 @@ func (in *instance) adminAddr(t *testing.T) string {
 // backends it would remove — and change nothing; tlsedge explain without
 // a configuration asks the running instance, which knows live state.
 func TestPlanAndRunningExplain(t *testing.T) {
-	origin := func(name string) string {
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
-		t.Cleanup(s.Close)
-		return s.Listener.Addr().String()
-	}
-	one, two, three := origin("one"), origin("two"), origin("three")
-	state := t.TempDir()
-	file := filepath.Join(state, "tlsedge.yaml")
-	token := filepath.Join(state, "token")
-	if err := os.WriteFile(token, []byte("t0ken\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	write := func(body string) {
-		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	one, two, three := namedOrigin(t, "one"), namedOrigin(t, "two"), namedOrigin(t, "three")
+	state, file, token, write := reloadFiles(t)
 	running := fmt.Sprintf(`apps:
   - name: shop
     hosts: [localhost]

@@ -15,12 +15,7 @@ import (
 // SIGHUP reads the configuration file again: a good one moves new
 // requests to it, a bad one is logged and the running one stays.
 func TestSIGHUPReload(t *testing.T) {
-	origin := func(name string) string {
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
-		t.Cleanup(s.Close)
-		return s.Listener.Addr().String()
-	}
-	one, two := origin("one"), origin("two")
+	one, two := namedOrigin(t, "one"), namedOrigin(t, "two")
 	state := t.TempDir()
 	file := filepath.Join(state, "tlsedge.yaml")
 	write := func(body string) {
@@ -64,23 +59,8 @@ func TestSIGHUPReload(t *testing.T) {
 // file is applied, a bad one refused with its error (exit 1), and the
 // running configuration stays.
 func TestReloadCommand(t *testing.T) {
-	origin := func(name string) string {
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
-		t.Cleanup(s.Close)
-		return s.Listener.Addr().String()
-	}
-	one, two := origin("one"), origin("two")
-	state := t.TempDir()
-	file := filepath.Join(state, "tlsedge.yaml")
-	token := filepath.Join(state, "token")
-	if err := os.WriteFile(token, []byte("t0ken\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	write := func(body string) {
-		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	one, two := namedOrigin(t, "one"), namedOrigin(t, "two")
+	state, file, token, write := reloadFiles(t)
 	write("apps:\n  - hosts: [localhost]\n    backends: [{addr: " + one + "}]\n")
 	in := startInstance(t, "--listen", "127.0.0.1:0", "--http-listen", "off", "--state-dir", state,
 		"--config", file, "--admin", "127.0.0.1:0", "--admin-token-file", token)
@@ -101,4 +81,28 @@ func TestReloadCommand(t *testing.T) {
 	if _, _, code := runCmd(t, "reload", "--admin", adminAddr); code != 2 {
 		t.Errorf("without a token file: exit %d, want 2", code)
 	}
+}
+
+// namedOrigin is a backend answering its name, stopped when the test ends.
+func namedOrigin(t *testing.T, name string) string {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String()
+}
+
+// reloadFiles makes a state dir with a config file (written by write) and
+// an admin token file holding "t0ken".
+func reloadFiles(t *testing.T) (state, file, token string, write func(string)) {
+	state = t.TempDir()
+	file = filepath.Join(state, "tlsedge.yaml")
+	token = filepath.Join(state, "token")
+	if err := os.WriteFile(token, []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write = func(body string) {
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return state, file, token, write
 }
