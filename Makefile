@@ -38,7 +38,7 @@ FUZZ_TARGETS := \
 	./certs:FuzzParseAutocertEntry \
 	./tlsedge:FuzzStripCookie \
 	./tlsedge:FuzzRequestHead \
-	./tlsedge:FuzzH2Guard \
+	./tlsedge:FuzzH2ServerFrames \
 	./upstream:FuzzReadResponseHead \
 	./upstream:FuzzChunkedBody \
 	./upstream:FuzzReadProxyHeader \
@@ -95,7 +95,7 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
-	@echo "the end-to-end tests again with HTTP/2 clients (net/http's server instead of ours):"
+	@echo "the end-to-end tests again with HTTP/2 clients (tlsedge's HTTP/2 server instead of its HTTP/1.1 one):"
 	TLSEDGE_TEST_H2=1 $(GO) test -race -count=1 -skip 'ACME|OnDemand|Autocert|Slowloris|TestSSL|H2Spec|Probes' ./tlsedge/
 	@echo "the libcrypto RSA signer (-tags openssl) and the TCP mode and handshakes built with it:"
 	CGO_ENABLED=1 $(GO) test -race -count=1 -tags openssl -run 'OpenSSL|TCP|StaticCertificates|RSA' ./certs/ ./tlsedge/

@@ -2,7 +2,6 @@ package tlsedge
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/tlsedge/tlsedge/config"
@@ -12,10 +11,13 @@ import (
 // The filter chain, in the order a request meets it (README "The filter
 // chain" documents it for operators).
 //
+// Before any filter, both servers refuse a request head over 64 KiB
+// counted as HTTP/1.1 lines (431) and end a request body that pauses
+// longer than body_timeout (h1parse.go, h1body.go; h2srv_headers.go,
+// h2srv_body.go).
+//
 // For every request, before routing (frontChain):
 //
-//	HTTP/2 head size     431 over the HTTP/1.1 parser's 64 KiB (h2HeadLimit)
-//	HTTP/2 body pauses   the stream ends after body_timeout (h2BodyIdle)
 //	real client address  X-Forwarded-For/Forwarded believed from trusted proxies only
 //	frontend allow/deny  403
 //	frontend rate limit  429 + Retry-After
@@ -74,39 +76,7 @@ func frontChain(fe *config.Frontend, next http.Handler, share shareLimit) (http.
 			return nil, err
 		}
 	}
-	return h2HeadLimit(h2BodyIdle(h, fe.BodyTimeout.D())), nil
-}
-
-// h2HeadLimit gives HTTP/2 requests the HTTP/1.1 parser's limit on the
-// bytes of a head (maxHeaderBytes, the fields counted as HTTP/1.1 lines;
-// the target is left to the apps' max_url, 414, as the HTTP/1.1 parser
-// answers a long request line 414 first). Go's HTTP/2 server enforces
-// MaxHeaderBytes too, but with 320 bytes of slack and 32 bytes counted per
-// field, so a head of a few fields a little over 64 KiB (one 64 KiB value)
-// reached the backend where HTTP/1.1 answers 431. Heads far over it never
-// get here: that server refuses them.
-func h2HeadLimit(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 2 && h1HeadSize(r) > maxHeaderBytes {
-			w.Header()["Content-Type"] = []string{"text/plain; charset=utf-8"}
-			w.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
-			io.WriteString(w, "431 request head over 65536 bytes\n") //nolint:errcheck // the client may be gone
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// h1HeadSize is the size of r's header fields written as HTTP/1.1 lines,
-// Host included.
-func h1HeadSize(r *http.Request) int {
-	n := len("Host: \r\n") + len(r.Host)
-	for name, values := range r.Header {
-		for _, v := range values {
-			n += len(name) + len(v) + len(": \r\n")
-		}
-	}
-	return n
+	return h, nil
 }
 
 func rateLimitConfig(rate string, burst int) (filter.RateLimitConfig, error) {

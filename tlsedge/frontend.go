@@ -13,7 +13,7 @@ import (
 
 // acceptLoop accepts TLS connections until the listener closes. Each gets
 // its own goroutine for the handshake; ALPN then decides who serves it:
-// "h2" goes to net/http's HTTP/2 server, everything else to serveH1.
+// "h2" goes to serveH2, everything else to serveH1.
 func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) error {
 	var backoff time.Duration
 	for {
@@ -86,17 +86,12 @@ func (s *Server) handshake(ctx context.Context, raw net.Conn) {
 	s.serveH1(tc) // counts the connection itself: it may outlive this goroutine (park)
 }
 
-// serveH2 serves an HTTP/2 connection with net/http's HTTP/2 server (as
-// x/net/http2), behind the guard that closes its gaps with RFC 9113
-// (h2guard.go).
+// serveH2 serves an HTTP/2 connection (h2srv*.go) on the frontend's
+// current timeouts.
 func (s *Server) serveH2(ctx context.Context, tc *tls.Conn) {
-	c := newH2Guard(tc)
-	if !s.h2conns.add(c) { // shutting down
-		c.Close()
-		return
-	}
-	defer s.h2conns.done(c)
-	serveH2Conn(ctx, s.tlsSrv, s.h2srv, c)
+	st := s.gate.cur()
+	opts := h2ConnOptions{idle: st.idleTimeout, header: st.headerTimeout, body: st.bodyTimeout, refused: s.logRefused}
+	s.h2srv.serveConn(ctx, tc, opts, &s.h2conns)
 }
 
 // logRefused records a refused request head in the access log and, at

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/net/http2"
 
 	"github.com/tlsedge/tlsedge/certs"
 	"github.com/tlsedge/tlsedge/config"
@@ -93,11 +92,10 @@ type Server struct {
 	tcpTLSConf    *tls.Config    // TLS of TCP services: no ALPN
 	listening     bool           // Listen ran
 	tlsSrv        *http.Server   // HTTP/2 only; HTTP/1.1 is served by serveH1
-	//lint:ignore SA1019 net/http serves HTTP/2 only on a *tls.Conn it owns; the frame guard needs ServeConn (h2guard_serve.go)
-	h2srv   *http2.Server // serves tlsSrv's connections (newH2Server)
-	h2conns h2Conns       // HTTP/2 connections being served
-	httpSrv *http.Server
-	handler http.Handler // routes a request to its app
+	h2srv         *h2Server      // serves the connections that chose "h2" (h2srv*.go)
+	h2conns       h2Conns        // HTTP/2 connections being served
+	httpSrv       *http.Server
+	handler       http.Handler // routes a request to its app
 
 	gate         *frontGate                 // PROXY headers, per-client limits, timeouts
 	idle         atomic.Pointer[idlePoller] // parked idle HTTP/1.x connections; nil: they do not park
@@ -431,7 +429,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg2.Add(1)
 	go func() {
 		defer wg2.Done()
-		if e := s.h2conns.shutdown(sctx, s.tlsSrv); e != nil {
+		if e := s.h2conns.shutdown(sctx); e != nil {
 			s.log.WithError(e).Warn("HTTP/2 requests still in flight at the shutdown deadline were cut")
 		}
 	}()

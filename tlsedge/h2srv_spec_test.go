@@ -41,12 +41,12 @@ func h2specBinary(t *testing.T) string {
 	return bin
 }
 
-// TestH2SpecGuard runs every h2spec case against a server behind the
-// guard: all must pass.
-func TestH2SpecGuard(t *testing.T) {
+// TestH2SpecServer runs every h2spec case against the HTTP/2 server with
+// a test handler: all must pass.
+func TestH2SpecServer(t *testing.T) {
 	bin := h2specBinary(t)
 	cert, roots := testH2Cert(t)
-	s := startH2TestServer(t, cert, roots, true, h2TestHandler())
+	s := startH2TestServer(t, cert, roots, h2TestHandler())
 	t.Log(runH2Spec(t, bin, s.addr))
 }
 
@@ -81,44 +81,36 @@ func benchH2Cert() (*httptest.Server, *x509.CertPool) {
 	return ts, roots
 }
 
-// BenchmarkH2Guard: requests over one HTTP/2 connection, through the
-// guard and without it (same server, client and handler): "hello" has a
-// browser's header set and a 6-byte answer, "1MiB" a 1 MiB answer.
-// Allocations are the whole process's: client and server.
-func BenchmarkH2Guard(b *testing.B) {
+// BenchmarkH2Server: requests over one HTTP/2 connection with Go's
+// client: "hello" has a browser's header set and a 6-byte answer, "1MiB"
+// a 1 MiB answer. Allocations are the whole process's: client and server.
+func BenchmarkH2Server(b *testing.B) {
 	ts, roots := benchH2Cert()
-	for _, mode := range []struct {
-		name  string
-		guard bool
-	}{{"guard", true}, {"plain", false}} {
-		b.Run(mode.name, func(b *testing.B) {
-			s := startH2TestServer(b, ts.TLS.Certificates[0], roots, mode.guard, h2TestHandler())
-			c := s.client()
-			defer c.CloseIdleConnections()
-			c.Transport.(*http.Transport).TLSClientConfig.ServerName = "example.com"
-			for _, w := range []struct {
-				name, path string
-				size       int64
-			}{{"hello", "/", 6}, {"1MiB", "/big", 1 << 20}} {
-				b.Run(w.name, func(b *testing.B) {
-					req, _ := http.NewRequest("GET", "https://"+s.addr+w.path, nil)
-					req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
-					req.Header.Set("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
-					req.Header.Set("Accept-Language", "en-US,en;q=0.5")
-					req.Header.Set("Cookie", "session=0123456789abcdef0123456789abcdef; theme=dark")
-					b.SetBytes(w.size)
-					b.ReportAllocs()
-					for b.Loop() {
-						resp, err := c.Do(req)
-						if err != nil {
-							b.Fatal(err)
-						}
-						if n, _ := io.Copy(io.Discard, resp.Body); n != w.size {
-							b.Fatalf("got %d bytes, want %d", n, w.size)
-						}
-						resp.Body.Close()
-					}
-				})
+	s := startH2TestServer(b, ts.TLS.Certificates[0], roots, h2TestHandler())
+	c := s.client()
+	defer c.CloseIdleConnections()
+	c.Transport.(*http.Transport).TLSClientConfig.ServerName = "example.com"
+	for _, w := range []struct {
+		name, path string
+		size       int64
+	}{{"hello", "/", 6}, {"1MiB", "/big", 1 << 20}} {
+		b.Run(w.name, func(b *testing.B) {
+			req, _ := http.NewRequest("GET", "https://"+s.addr+w.path, nil)
+			req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
+			req.Header.Set("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+			req.Header.Set("Accept-Language", "en-US,en;q=0.5")
+			req.Header.Set("Cookie", "session=0123456789abcdef0123456789abcdef; theme=dark")
+			b.SetBytes(w.size)
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := c.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n, _ := io.Copy(io.Discard, resp.Body); n != w.size {
+					b.Fatalf("got %d bytes, want %d", n, w.size)
+				}
+				resp.Body.Close()
 			}
 		})
 	}

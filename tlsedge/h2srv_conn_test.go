@@ -20,35 +20,33 @@ import (
 )
 
 // h2TestServer serves HTTP/2 over TLS on loopback the way the gateway
-// does: its own accept loop, newH2Guard (unless plain), serveH2Conn.
+// does: its own accept loop, then h2Server.serveConn.
 type h2TestServer struct {
-	addr   string
-	roots  *x509.CertPool
-	hs     *http.Server
-	conns  h2Conns
-	calls  atomic.Int64 // handler calls
-	ln     net.Listener
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
+	addr  string
+	roots *x509.CertPool
+	conns h2Conns
+	calls atomic.Int64 // handler calls
+	// The connections' timeouts (durations), read as each one starts:
+	// the idle timeout (default a minute) and the body timeout (none).
+	idleTimeout, bodyTimeout atomic.Int64
+	ln                       net.Listener
+	wg                       sync.WaitGroup
+	cancel                   context.CancelFunc
 }
 
 // startH2TestServer starts a server for cert (trusted by roots) with h as
 // handler, counted in calls.
-func startH2TestServer(tb testing.TB, cert tls.Certificate, roots *x509.CertPool, guard bool, h http.Handler) *h2TestServer {
+func startH2TestServer(tb testing.TB, cert tls.Certificate, roots *x509.CertPool, h http.Handler) *h2TestServer {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	s := &h2TestServer{addr: ln.Addr().String(), roots: roots, ln: ln}
-	s.hs = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			s.calls.Add(1)
-			h.ServeHTTP(w, r)
-		}),
-		IdleTimeout: time.Minute,
-	}
-	h2, err := newH2Server(s.hs)
+	srv, err := newH2Server(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.calls.Add(1)
+		h.ServeHTTP(w, r)
+	})})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -71,16 +69,12 @@ func startH2TestServer(tb testing.TB, cert tls.Certificate, roots *x509.CertPool
 					tc.Close()
 					return
 				}
-				c := net.Conn(tc)
-				if guard {
-					c = newH2Guard(tc)
+				idle := time.Duration(s.idleTimeout.Load())
+				if idle == 0 {
+					idle = time.Minute
 				}
-				if !s.conns.add(c) {
-					c.Close()
-					return
-				}
-				defer s.conns.done(c)
-				serveH2Conn(ctx, s.hs, h2, c)
+				opts := h2ConnOptions{idle: idle, header: 10 * time.Second, body: time.Duration(s.bodyTimeout.Load())}
+				srv.serveConn(ctx, tc, opts, &s.conns)
 			}()
 		}
 	}()
@@ -92,7 +86,7 @@ func (s *h2TestServer) close() {
 	s.ln.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s.conns.shutdown(ctx, s.hs) //nolint:errcheck // a stuck conn is closed
+	s.conns.shutdown(ctx) //nolint:errcheck // a stuck conn is closed
 	s.cancel()
 	s.wg.Wait()
 }
@@ -266,9 +260,9 @@ func h2IsReset(id uint32) func(h2Event) bool {
 	return func(e h2Event) bool { return e.typ == http2.FrameRSTStream && e.id == id || e.typ == http2.FrameGoAway }
 }
 
-func TestH2GuardConnectionSpecificFields(t *testing.T) {
+func TestH2SrvConnectionSpecificFields(t *testing.T) {
 	cert, roots := testH2Cert(t)
-	s := startH2TestServer(t, cert, roots, true, h2TestHandler())
+	s := startH2TestServer(t, cert, roots, h2TestHandler())
 	cases := []struct {
 		name    string
 		fields  []string
@@ -283,8 +277,8 @@ func TestH2GuardConnectionSpecificFields(t *testing.T) {
 		{"te gzip", []string{"te", "gzip"}, false, true},
 		{"te trailers deflate", []string{"te", "trailers, deflate"}, false, true},
 		{"te twice", []string{"te", "trailers", "te", "trailers"}, false, true},
-		// The server answers before the client ended the stream, so it
-		// resets it too (NO_ERROR); the guard drops that second reset.
+		// The server answers before the client ended the stream: one
+		// reset, PROTOCOL_ERROR, not a second one (NO_ERROR).
 		{"connection with body", []string{"connection", "close"}, true, true},
 		{"te trailers", []string{"te", "trailers"}, false, false},
 		{"plain", nil, false, false},
@@ -328,9 +322,9 @@ func TestH2GuardConnectionSpecificFields(t *testing.T) {
 	}
 }
 
-func TestH2GuardDuplicateSettings(t *testing.T) {
+func TestH2SrvDuplicateSettings(t *testing.T) {
 	cert, roots := testH2Cert(t)
-	s := startH2TestServer(t, cert, roots, true, h2TestHandler())
+	s := startH2TestServer(t, cert, roots, h2TestHandler())
 	c := dialH2Raw(t, s)
 	// RFC 9113 6.5.3: processed in order, so the window is 1.
 	c.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1})
@@ -358,12 +352,12 @@ func TestH2GuardDuplicateSettings(t *testing.T) {
 	}
 }
 
-// TestH2GuardHTTPClient runs Go's HTTP/2 client through the guard: many
-// concurrent streams, and 1 MiB bodies each way, so that frames cross the
-// server's Write boundaries and the client's reads.
-func TestH2GuardHTTPClient(t *testing.T) {
+// TestH2SrvHTTPClient runs Go's HTTP/2 client against the server: many
+// concurrent streams, and 1 MiB bodies each way (flow control both ways,
+// frames across the writer's buffer and the client's reads).
+func TestH2SrvHTTPClient(t *testing.T) {
 	cert, roots := testH2Cert(t)
-	s := startH2TestServer(t, cert, roots, true, h2TestHandler())
+	s := startH2TestServer(t, cert, roots, h2TestHandler())
 	c := s.client()
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
 	reqBody := bytes.Repeat([]byte("request body 42 "), 1<<16)
@@ -432,13 +426,12 @@ func h2ClientRequest(c *http.Client, addr string, i int, body, big []byte, wantE
 	return nil
 }
 
-// TestH2GuardShutdown: hs.Shutdown (through h2Conns.shutdown) sends GOAWAY
-// to a guarded connection, the stream in flight finishes, the connection
-// closes, and shutdown returns.
-func TestH2GuardShutdown(t *testing.T) {
+// TestH2SrvShutdown: h2Conns.shutdown sends GOAWAY(NO_ERROR), the stream
+// in flight finishes, the connection closes, and shutdown returns.
+func TestH2SrvShutdown(t *testing.T) {
 	cert, roots := testH2Cert(t)
 	started, release := make(chan struct{}), make(chan struct{})
-	s := startH2TestServer(t, cert, roots, true, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := startH2TestServer(t, cert, roots, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(started)
 		<-release
 		io.WriteString(w, "finished")
@@ -450,7 +443,7 @@ func TestH2GuardShutdown(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		errc <- s.conns.shutdown(ctx, s.hs)
+		errc <- s.conns.shutdown(ctx)
 	}()
 	evs := c.until(0, func(e h2Event) bool { return e.typ == http2.FrameGoAway })
 	if last := evs[len(evs)-1]; last.code != http2.ErrCodeNo {
@@ -474,7 +467,7 @@ func TestH2GuardShutdown(t *testing.T) {
 			break // the server closed the connection
 		}
 	}
-	if s.conns.add(c.c) {
+	if s.conns.add(new(h2SrvConn)) {
 		t.Fatal("a connection was accepted after shutdown")
 	}
 }
