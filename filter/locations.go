@@ -58,6 +58,16 @@ func indexURLEquals(v string) int {
 
 // rewriteCookieDomain drops a Domain attribute that names a backend host.
 func rewriteCookieDomain(v string, hosts []string) string {
+	if !hasDomainAttr(v) {
+		// Nearly every cookie (the sticky cookie among them): no Split,
+		// no allocation.
+		return v
+	}
+	return dropCookieDomain(v, hosts)
+}
+
+// dropCookieDomain is rewriteCookieDomain without the quick check.
+func dropCookieDomain(v string, hosts []string) string {
 	parts := strings.Split(v, ";")
 	kept := parts[:1]
 	changed := false
@@ -80,6 +90,22 @@ func rewriteCookieDomain(v string, hosts []string) string {
 		return v
 	}
 	return strings.Join(kept, ";")
+}
+
+// hasDomainAttr reports whether v may have a Domain attribute: an
+// attribute, after a ';' and optional spaces, whose name starts "domain"
+// in any case. It errs towards yes; rewriteCookieDomain decides.
+func hasDomainAttr(v string) bool {
+	for {
+		i := strings.IndexByte(v, ';')
+		if i < 0 {
+			return false
+		}
+		v = strings.TrimLeft(v[i+1:], " \t")
+		if len(v) >= 6 && strings.EqualFold(v[:6], "domain") {
+			return true
+		}
+	}
 }
 
 // rewriteURLs applies the rewrites to the response head h of request r.
