@@ -26,7 +26,7 @@ type h2Ctx struct {
 	conn context.Context
 
 	mu     sync.Mutex
-	done   chan struct{} // made on first use; replaced when closed
+	done   chan struct{} // made on first use
 	err    error
 	fns    []h2AfterFn
 	nextID uint64 // never reset: a stale stop finds nothing
@@ -105,15 +105,20 @@ func (x *h2Ctx) cancel(err error) {
 	}
 }
 
-// reuse readies x for the stream's next request.
-func (x *h2Ctx) reuse(conn context.Context) {
+// reuse readies x for the stream's next request. A context that was
+// cancelled is never reused (it reports false): the goroutines its cancel
+// started may not have run yet, and the context package's own (those of
+// contexts derived from x) read x.Err() when they do and panic on nil.
+// Cancels are rare (a reset stream, a connection that ends with streams
+// open); the pool keeps the contexts of requests that completed.
+func (x *h2Ctx) reuse(conn context.Context) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.conn = conn
 	if x.err != nil {
-		x.done = nil // closed: the next request gets a new one
+		return false
 	}
-	x.err = nil
+	x.conn = conn
 	clear(x.fns)
 	x.fns = x.fns[:0]
+	return true
 }

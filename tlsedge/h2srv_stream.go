@@ -62,7 +62,10 @@ func (c *h2SrvConn) newStream(id uint32) *h2Stream {
 	st := h2StreamPool.Get().(*h2Stream)
 	st.c, st.id = c, id
 	st.declLen = -1
-	st.ctx.reuse(c.ctx)
+	if !st.ctx.reuse(c.ctx) {
+		st.ctx = &h2Ctx{conn: c.ctx}
+		st.blank = *new(http.Request).WithContext(st.ctx)
+	}
 	st.req = st.blank
 	return st
 }

@@ -324,3 +324,31 @@ func TestH2SrvTableReferences(t *testing.T) {
 		t.Fatalf("next request: %v", evs)
 	}
 }
+
+// A stream reset cancels its request's context; a context derived from it
+// (context.WithCancel, as filters and the proxy make) is cancelled by a
+// goroutine that reads the parent's Err when it runs. Reusing the parent
+// for the stream's next request before that goroutine ran made Err nil
+// and the context package panicked ("missing cancel error"), ending the
+// process (seen in TestH2SpecGateway, 1 run in 7).
+func TestH2CtxCancelledIsNotReused(t *testing.T) {
+	for range 200 {
+		x := new(h2Ctx)
+		if !x.reuse(context.Background()) {
+			t.Fatal("a fresh context was not reusable")
+		}
+		child, stop := context.WithCancel(x)
+		x.cancel(context.Canceled)
+		if x.reuse(context.Background()) {
+			t.Fatal("a cancelled context was made reusable")
+		}
+		<-child.Done()
+		if err := child.Err(); err != context.Canceled {
+			t.Fatalf("derived context: %v, want context.Canceled", err)
+		}
+		if err := x.Err(); err != context.Canceled {
+			t.Fatalf("cancelled context: %v later, want context.Canceled", err)
+		}
+		stop()
+	}
+}
