@@ -177,6 +177,7 @@ type clientConn struct {
 	// on for a PROXY header); startHandshake takes it over.
 	hsCounted bool
 	closed    atomic.Bool
+	batch     recordBatch // large response writes (recordbatch.go)
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {

@@ -51,6 +51,7 @@ type h1Conn struct {
 	tlsInfo  *tls.ConnectionState // &tlsState, shared by the connection's requests
 	tlsState tls.ConnectionState
 	src      idleSource
+	batch    batcher // tc's connection, when it can gather records
 }
 
 // h1Link is what an HTTP/1.x connection holds for as long as it is open,
@@ -98,7 +99,7 @@ func (c *h1Conn) recycle() {
 	c.req, c.base, c.url = http.Request{}, http.Request{}, url.URL{}
 	c.tlsState, c.tlsInfo = tls.ConnectionState{}, nil
 	c.body, c.head, c.src = h1Body{}, requestHead{}, idleSource{}
-	c.srv, c.link, c.nc, c.w.conn = nil, nil, nil, nil
+	c.srv, c.link, c.nc, c.w.conn, c.batch = nil, nil, nil, nil, nil
 	c.linger = false
 	connPool.Put(c)
 }
@@ -165,6 +166,7 @@ func (s *Server) runH1(l *h1Link) {
 	c.base = http.Request{RemoteAddr: l.remote, TLS: c.tlsInfo}
 	c.src = idleSource{conn: tc}
 	c.w.conn = c
+	c.batch, _ = tc.NetConn().(batcher)
 
 	end := h1Closed
 	defer func() {

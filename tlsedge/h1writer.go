@@ -199,6 +199,13 @@ func (w *h1Writer) Write(p []byte) (int, error) {
 		w.write(hb)
 		w.write(p)
 		w.write(crlf)
+	} else if len(p) >= batchMin && w.conn.batch != nil {
+		// Several records: one write(2) for all of them (recordbatch.go).
+		w.conn.batch.startBatch()
+		w.write(p)
+		if err := w.conn.batch.endBatch(); err != nil && w.err == nil {
+			w.err = errClientGoneW
+		}
 	} else {
 		w.write(p)
 	}
