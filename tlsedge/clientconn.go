@@ -198,6 +198,18 @@ func (c *clientConn) RemoteAddr() net.Addr {
 	return c.Conn.RemoteAddr()
 }
 
+// UnwrapTCP lets a plain TCP service's tunnel splice. Read and Write are
+// the TCP connection's but for the bytes read past a PROXY header, which
+// the tunnel sends first, and record batching (recordbatch.go), which is
+// only on during an HTTPS response write. The tunnel still calls Close,
+// which gives the count back.
+func (c *clientConn) UnwrapTCP() (*net.TCPConn, []byte) {
+	tc, _ := c.Conn.(*net.TCPConn) // nil under a test's listener: copy
+	return tc, c.ahead
+}
+
+var _ upstream.TCPUnwrapper = (*clientConn)(nil)
+
 // Close closes once and gives the connection's count back.
 func (c *clientConn) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {

@@ -217,6 +217,10 @@ func (s *Server) serveTCPConn(ctx context.Context, listen string, c net.Conn) {
 		c.SetDeadline(time.Time{}) //nolint:errcheck
 		sni = tc.ConnectionState().ServerName
 		conn = tc
+	} else {
+		// admit's wait for a PROXY header (trusted proxies) left the
+		// handshake deadline on; there is no handshake to clear it.
+		c.SetDeadline(time.Time{}) //nolint:errcheck // a dead conn fails the tunnel's first read
 	}
 	svc := routes.match(sni)
 	if svc == nil {

@@ -3,6 +3,7 @@ package tlsedge
 import (
 	"bufio"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -154,5 +155,100 @@ func TestTCPModePlainToTLS(t *testing.T) {
 	got, _ := bufio.NewReader(c).ReadString('\n')
 	if got != "over TLS: SELECT 1\n" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// A plain TCP service behind a trusted proxy: the gate reads the PROXY
+// header and whatever came in with it, and the tunnel, which splices past
+// the gate's connection (clientConn.UnwrapTCP), sends those bytes first.
+func TestTCPModePlainAfterProxyHeader(t *testing.T) {
+	echo := tcpEcho(t, "echo", false)
+	g := startGateway(t, &config.Config{
+		Frontend: config.Frontend{TrustedProxies: []string{"127.0.0.1"}},
+		TCP:      []config.TCPService{{Listen: freeAddr(t), Plain: true, Backends: []config.Backend{{Addr: echo}}}},
+	})
+	c, err := net.Dial("tcp", g.srv.TCPAddrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	// One write: the gate's reader gets the header and the lines together.
+	io.WriteString(c, "PROXY TCP4 203.0.113.7 192.0.2.1 5555 443\r\nfirst\nsecond\n")
+	c.(*net.TCPConn).CloseWrite()
+	if out, _ := io.ReadAll(c); string(out) != "echo: first\necho: second\necho: bye\n" {
+		t.Errorf("got %q", out)
+	}
+}
+
+// clientConn hands its TCP connection and the bytes it read past the
+// PROXY header to a splicing tunnel; over anything but TCP it has none.
+func TestClientConnUnwrapTCP(t *testing.T) {
+	g, err := newFrontGate(&config.Frontend{TrustedProxies: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "PROXY TCP4 203.0.113.7 192.0.2.1 5555 443\r\nhello\n")
+	c.(*net.TCPConn).CloseWrite()
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := g.admit(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	tc, ahead := cc.UnwrapTCP()
+	if tc != nc {
+		t.Fatalf("UnwrapTCP gave %v, want the accepted connection", tc)
+	}
+	rest, err := io.ReadAll(tc)
+	if err != nil || string(ahead)+string(rest) != "hello\n" {
+		t.Errorf("read ahead %q, then %q (%v); want hello once", ahead, rest, err)
+	}
+
+	p, q := net.Pipe()
+	defer q.Close()
+	if tc, _ := (&clientConn{Conn: p}).UnwrapTCP(); tc != nil {
+		t.Error("a connection over a net.Pipe unwrapped to TCP")
+	}
+}
+
+// With trusted proxies the gate waits for a PROXY header under the
+// handshake timeout; a plain TCP service has no handshake to clear that
+// deadline after, so its tunnels ended handshake_timeout after accept,
+// whatever moved through them.
+func TestTCPModePlainOutlivesHandshakeTimeout(t *testing.T) {
+	echo := tcpEcho(t, "echo", false)
+	g := startGateway(t, &config.Config{
+		Frontend: config.Frontend{TrustedProxies: []string{"127.0.0.1"}, HandshakeTimeout: config.Duration(300 * time.Millisecond)},
+		TCP:      []config.TCPService{{Listen: freeAddr(t), Plain: true, Backends: []config.Backend{{Addr: echo}}}},
+	})
+	c, err := net.Dial("tcp", g.srv.TCPAddrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "PROXY TCP4 203.0.113.7 192.0.2.1 5555 443\r\n")
+	for i := range 8 { // 8 x 100 ms: well past the 300 ms
+		fmt.Fprintf(c, "line %d\n", i)
+		line, err := br.ReadString('\n')
+		if want := fmt.Sprintf("echo: line %d\n", i); line != want {
+			t.Fatalf("after %d ms: got %q (%v), want %q", i*100, line, err, want)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

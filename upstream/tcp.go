@@ -63,8 +63,9 @@ type TCPConfig struct {
 	TLS *tls.Config
 
 	// BufferPool supplies the 32 KiB copy buffers, two per connection while
-	// it lasts; share one (NewBufferPool) with the HTTP proxies. Nil means
-	// a pool of this proxy's own.
+	// it lasts (none while a plain↔plain one splices, tcp_splice.go); share
+	// one (NewBufferPool) with the HTTP proxies. Nil means a pool of this
+	// proxy's own.
 	BufferPool httputil.BufferPool
 
 	// Log receives the backends' state changes and TLS handshake failures,
@@ -139,6 +140,8 @@ type TCPResult struct {
 	End TCPEnd
 	// Err is the I/O error behind TCPEndClientError or TCPEndBackendError.
 	Err error
+
+	spliced bool // the tunnel took the splice path (for tests)
 }
 
 // TCPProxy forwards client connections to one pool. It is immutable and
@@ -154,6 +157,11 @@ type TCPProxy struct {
 	proxyProto  int
 	tls         map[*Backend]*tls.Config // nil without re-encryption
 	bufs        httputil.BufferPool
+	// splice lets plain↔plain tunnels splice where the platform can;
+	// pipeSize is what their pipes grow to once full (F_SETPIPE_SZ), 0
+	// never. Fixed by NewTCPProxy; benchmarks change them.
+	splice   bool
+	pipeSize int
 }
 
 // NewTCPProxy validates cfg and builds the proxy.
@@ -176,6 +184,8 @@ func NewTCPProxy(cfg TCPConfig) (*TCPProxy, error) {
 		idle:        cfg.idleTimeout(),
 		maxAttempts: cfg.MaxAttempts,
 		proxyProto:  cfg.ProxyProtocol,
+		splice:      true,
+		pipeSize:    splicePipeSize,
 	}
 	if p.log == nil {
 		l := logrus.New()

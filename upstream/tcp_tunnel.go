@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http/httputil"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -25,9 +26,11 @@ import (
 // IdleTimeout, whatever the traffic.
 type tcpTunnel struct {
 	client, backend net.Conn
-	moved           atomic.Bool  // a read returned bytes since the last check
-	silent          atomic.Int32 // checks in a row that found moved unset
-	over            atomic.Bool  // Serve is finishing: the timer must not re-arm
+	bufs            httputil.BufferPool // for a splice that could not get a pipe
+	pipeSize        int                 // see TCPProxy.pipeSize
+	moved           atomic.Bool         // a read returned bytes since the last check
+	silent          atomic.Int32        // checks in a row that found moved unset
+	over            atomic.Bool         // Serve is finishing: the timer must not re-arm
 	ending          atomic.Pointer[tcpEnding]
 	timer           *time.Timer
 	tick            time.Duration
@@ -44,7 +47,7 @@ var endDone = &tcpEnding{end: TCPEndDone}
 // tunnel copies both ways until both directions are done, then closes
 // both connections and fills in res.
 func (p *TCPProxy) tunnel(ctx context.Context, client, backend net.Conn, res *TCPResult) {
-	t := &tcpTunnel{client: client, backend: backend}
+	t := &tcpTunnel{client: client, backend: backend, bufs: p.bufs, pipeSize: p.pipeSize}
 	if p.idle > 0 {
 		t.tick = (p.idle + idleChecks - 1) / idleChecks // idleChecks ticks cover idle
 		// Armed far away and only then reset: the runtime orders a
@@ -54,7 +57,20 @@ func (p *TCPProxy) tunnel(ctx context.Context, client, backend net.Conn, res *TC
 	}
 	stopCtx := context.AfterFunc(ctx, func() { t.stop(&tcpEnding{end: TCPEndCanceled}) })
 
-	up, down := p.bufs.Get(), p.bufs.Get()
+	var toClient, toBackend func() int64
+	if cs, bs, ok := spliceSides(client, backend, p.splice); ok {
+		// Plain TCP on both sides: the kernel moves the bytes
+		// (tcp_splice_linux.go).
+		res.spliced = true
+		toClient = func() int64 { return t.splice(cs, bs, TCPEndBackendError, TCPEndClientError) }
+		toBackend = func() int64 { return t.splice(bs, cs, TCPEndClientError, TCPEndBackendError) }
+	} else {
+		up, down := p.bufs.Get(), p.bufs.Get()
+		defer p.bufs.Put(up)
+		defer p.bufs.Put(down)
+		toClient = func() int64 { return t.pipe(client, backend, down, TCPEndBackendError, TCPEndClientError) }
+		toBackend = func() int64 { return t.pipe(backend, client, up, TCPEndClientError, TCPEndBackendError) }
+	}
 	sent := make(chan int64, 1)
 	go func() {
 		// Owned by this call, which waits for it below; it ends when the
@@ -66,12 +82,10 @@ func (p *TCPProxy) tunnel(ctx context.Context, client, backend net.Conn, res *TC
 				sent <- 0
 			}
 		}()
-		sent <- t.pipe(client, backend, down, TCPEndBackendError, TCPEndClientError)
+		sent <- toClient()
 	}()
-	res.Received = t.pipe(backend, client, up, TCPEndClientError, TCPEndBackendError)
+	res.Received = toBackend()
 	res.Sent = <-sent
-	p.bufs.Put(up)
-	p.bufs.Put(down)
 
 	stopCtx()
 	t.over.Store(true)
@@ -92,6 +106,14 @@ func (t *tcpTunnel) stop(e *tcpEnding) {
 		// wait up to 5 s on a client that stopped reading.
 		_ = t.backend.Close()
 		_ = t.client.Close()
+	}
+}
+
+// markMoved notes that a read returned bytes. The load first keeps the
+// cache line shared while bytes flow: only a flip writes.
+func (t *tcpTunnel) markMoved() {
+	if !t.moved.Load() {
+		t.moved.Store(true)
 	}
 }
 
@@ -145,8 +167,8 @@ type tcpHalf struct {
 
 func (h *tcpHalf) Read(p []byte) (int, error) {
 	n, err := h.src.Read(p)
-	if n > 0 && !h.t.moved.Load() {
-		h.t.moved.Store(true)
+	if n > 0 {
+		h.t.markMoved()
 	}
 	if err != nil && err != io.EOF {
 		h.readErr = err
