@@ -73,7 +73,8 @@ type h2SrvConn struct {
 	blockID     uint32        // stream of an unfinished header block (CONTINUATION expected)
 	blockBytes  int           // its compressed bytes so far
 	sawSettings bool
-	unacked     int // SETTINGS sent and not acknowledged
+	unacked     int  // SETTINGS sent and not acknowledged
+	queued      bool // control frames queued since the last wantFlush
 
 	// Under mu.
 	mu          sync.Mutex
@@ -164,8 +165,13 @@ func (c *h2SrvConn) serve() {
 	for {
 		if c.br.Buffered() < h2HeaderLen {
 			// About to wait for the client: what the frames read so far
-			// made us queue goes out first.
-			if c.ctlPending.Load() {
+			// made us queue goes out first. ctlPending alone does not
+			// say so: a handler that took the writer meanwhile
+			// (lockWriter) may have moved our frames into the buffer
+			// and not flushed it (one whose stream we just reset gives
+			// up at once).
+			if c.queued || c.ctlPending.Load() {
+				c.queued = false
 				c.wantFlush(false)
 			}
 			if !c.beforeWait() {
@@ -186,6 +192,7 @@ func (c *h2SrvConn) serve() {
 		switch {
 		case errors.As(err, &se):
 			c.resetStream(se.id, se.code)
+			c.queued = true
 		case errors.As(err, &ce):
 			c.fail(ce.code)
 			return

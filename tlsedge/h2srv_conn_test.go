@@ -471,3 +471,136 @@ func TestH2SrvShutdown(t *testing.T) {
 		t.Fatal("a connection was accepted after shutdown")
 	}
 }
+
+// TestH2SrvResetFlushedAfterHandlerDrains: a stream error the reader finds
+// reaches the client even when the stream's handler takes the writer
+// between the reader queueing the RST_STREAM and the reader's next wait
+// for the client. lockWriter moves the queued frames into the write
+// buffer, the handler sees its stream reset and returns without writing,
+// and nothing flushed the buffer: h2spec 8.1 "Sends a second HEADERS frame
+// without the END_STREAM flag" (and 6.9.1 on WINDOW_UPDATE) timed out in
+// TestH2SpecGateway about one run in ten, when the reader was descheduled
+// in that window. Here a frame sent in two parts holds the reader there,
+// and the handler waits until the RST_STREAM is queued.
+func TestH2SrvResetFlushedAfterHandlerDrains(t *testing.T) {
+	cert, roots := testH2Cert(t)
+	started, proceed := make(chan struct{}), make(chan struct{})
+	s := startH2TestServer(t, cert, roots, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-r.Context().Done()
+		<-proceed
+		// No answer, as the proxy gives none to a client that went away.
+	}))
+	c := dialH2Raw(t, s)
+	// What h2spec sends: a POST, a DATA frame, then a second HEADERS
+	// frame without END_STREAM (RFC 9113 8.1: malformed, a stream error).
+	c.request(1, "POST", "/", true)
+	c.fr.WriteData(1, false, []byte("test"))
+	<-started
+	c.sync(1) // what the server queued so far went out
+	var sc *h2SrvConn
+	s.conns.mu.Lock()
+	for k := range s.conns.conns {
+		sc = k
+	}
+	s.conns.mu.Unlock()
+
+	var b bytes.Buffer
+	fr := http2.NewFramer(&b, nil)
+	c.hbuf.Reset()
+	c.enc.WriteField(hpack.HeaderField{Name: "x-test", Value: "ok"})
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.hbuf.Bytes(), EndHeaders: true})
+	fr.WriteWindowUpdate(0, 1) // any frame that makes the server queue nothing
+	raw := b.Bytes()
+	// One write (one TLS record): the HEADERS and all but the last two
+	// bytes of the WINDOW_UPDATE. The reader resets stream 1 and waits
+	// for the rest of the WINDOW_UPDATE.
+	if _, err := c.c.Write(raw[:len(raw)-2]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the RST_STREAM queued", sc.ctlPending.Load)
+	close(proceed)
+	eventually(t, "the handler took the writer", func() bool { return !sc.ctlPending.Load() })
+	if _, err := c.c.Write(raw[len(raw)-2:]); err != nil {
+		t.Fatal(err)
+	}
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	evs := c.until(1, h2IsReset(1))
+	if last := evs[len(evs)-1]; last.typ != http2.FrameRSTStream || last.code != http2.ErrCodeProtocol {
+		t.Fatalf("want RST_STREAM(PROTOCOL_ERROR), got %v", evs)
+	}
+}
+
+// TestH2SrvSettingsAckBeforeItsWindow: the acknowledgement of a SETTINGS
+// frame goes out before any frame that uses the window it opened (RFC 9113
+// 6.5.3: the ACK is emitted once the values are processed). h2spec 6.9.2
+// "Changes SETTINGS_INITIAL_WINDOW_SIZE after sending HEADERS frame" drops
+// every frame before the ACK and then waits for DATA: it timed out in
+// TestH2SpecGateway when the handler, woken by the new window, sent and
+// flushed its DATA before the reader had queued the ACK. Here the reader
+// is held before it queues the ACK.
+func TestH2SrvSettingsAckBeforeItsWindow(t *testing.T) {
+	cert, roots := testH2Cert(t)
+	s := startH2TestServer(t, cert, roots, h2TestHandler())
+	c := dialH2Raw(t, s, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	c.sync(0) // our SETTINGS acknowledged
+	var sc *h2SrvConn
+	s.conns.mu.Lock()
+	for k := range s.conns.conns {
+		sc = k
+	}
+	s.conns.mu.Unlock()
+	c.request(1, "GET", "/", false) // its answer waits for a window
+	eventually(t, "the handler called", func() bool { return s.calls.Load() == 1 })
+
+	frames := make(chan string, 16)
+	go func() {
+		defer close(frames)
+		for {
+			f, err := c.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			h := f.Header()
+			switch {
+			case h.Type == http2.FrameSettings && h.Flags.Has(http2.FlagSettingsAck):
+				frames <- "SETTINGS ACK"
+			case h.Type == http2.FrameData:
+				frames <- fmt.Sprintf("DATA[%d len=%d]", h.StreamID, h.Length)
+			default:
+				frames <- fmt.Sprintf("%v[%d]", h.Type, h.StreamID)
+			}
+		}
+	}()
+	var got []string
+	sc.qmu.Lock() // the reader cannot queue the ACK
+	if err := c.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1}); err != nil {
+		sc.qmu.Unlock()
+		t.Fatal(err)
+	}
+	hold := time.After(time.Second)
+	for held := true; held; {
+		select {
+		case f := <-frames:
+			got = append(got, f)
+		case <-hold:
+			held = false
+		}
+	}
+	sc.qmu.Unlock()
+	timeout := time.After(5 * time.Second)
+	for len(got) == 0 || got[len(got)-1] != "DATA[1 len=1]" {
+		select {
+		case f, ok := <-frames:
+			if !ok {
+				t.Fatalf("connection ended: %v", got)
+			}
+			got = append(got, f)
+		case <-timeout:
+			t.Fatalf("no DATA: %v", got)
+		}
+	}
+	if got[0] != "SETTINGS ACK" {
+		t.Fatalf("want the SETTINGS ACK first, got %v", got)
+	}
+}

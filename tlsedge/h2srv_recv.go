@@ -278,7 +278,11 @@ func (c *h2SrvConn) onSettings(f h2Frame, p []byte) error {
 	if len(p)%6 != 0 {
 		return connErr(http2.ErrCodeFrameSize, "SETTINGS of the wrong size")
 	}
-	// In order (6.5.3): a setting that repeats takes its last value.
+	// In order (6.5.3): a setting that repeats takes its last value. The
+	// ACK is queued before mu is released: a handler can only send with
+	// the window this frame opens after it, so the ACK goes out first.
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for ; len(p) > 0; p = p[6:] {
 		s := http2.Setting{ID: http2.SettingID(binary.BigEndian.Uint16(p)), Val: binary.BigEndian.Uint32(p[2:])}
 		if err := s.Valid(); err != nil {
@@ -291,7 +295,7 @@ func (c *h2SrvConn) onSettings(f h2Frame, p []byte) error {
 		case http2.SettingHeaderTableSize:
 			// Nothing to do: the server's encoder has no dynamic table.
 		case http2.SettingInitialWindowSize:
-			if err := c.setPeerWindow(int64(s.Val)); err != nil {
+			if err := c.setPeerWindowLocked(int64(s.Val)); err != nil {
 				return err
 			}
 		case http2.SettingMaxFrameSize:
@@ -305,14 +309,14 @@ func (c *h2SrvConn) onSettings(f h2Frame, p []byte) error {
 	if !c.queue(func(b []byte) []byte { return appendH2Frame(b, 0, http2.FrameSettings, http2.FlagSettingsAck, 0) }) {
 		return connErr(http2.ErrCodeEnhanceYourCalm, "SETTINGS faster than their acknowledgements are read")
 	}
+	c.queued = true
 	return nil
 }
 
-// setPeerWindow applies a new SETTINGS_INITIAL_WINDOW_SIZE to every open
-// stream's send window (6.9.2): they may go negative, not over the max.
-func (c *h2SrvConn) setPeerWindow(v int64) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// setPeerWindowLocked applies a new SETTINGS_INITIAL_WINDOW_SIZE to every
+// open stream's send window (6.9.2): they may go negative, not over the
+// max. Under mu.
+func (c *h2SrvConn) setPeerWindowLocked(v int64) error {
 	delta := v - c.peerWin
 	c.peerWin = v
 	for _, st := range c.streams {
@@ -342,6 +346,7 @@ func (c *h2SrvConn) onPing(f h2Frame, p []byte) error {
 	}) {
 		return connErr(http2.ErrCodeEnhanceYourCalm, "PING faster than the answers are read")
 	}
+	c.queued = true
 	return nil
 }
 
