@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -324,6 +325,16 @@ func (st *attempt) readHead(c *h1Conn, r *http.Request) (respHead, framing, erro
 		return h, 0, errClientGone
 	}
 	var err error
+	if c.br.Buffered() == 0 {
+		// The request has just been written: a read now almost always
+		// finds nothing (EAGAIN: a wasted system call, then a park and a
+		// wake-up through the poller). Letting the other runnable
+		// goroutines go first, as an event loop serves every ready
+		// connection before polling again, gives the backend that time:
+		// S1 +8 %, S4 +18 % on one core, p99 no worse (docs/performance.md).
+		// With nothing else runnable it returns at once.
+		runtime.Gosched()
+	}
 	for i := 0; ; i++ {
 		h, st.scratch, err = readResponseHead(c.br, st.scratch, maxResponseHeaderBytes-st.respRead)
 		st.respRead += h.read
