@@ -52,7 +52,8 @@ FUZZ_TARGETS := \
 	./filter:FuzzRealIP \
 	./filter:FuzzNormalizePath \
 	./filter:FuzzAcceptEncoding \
-	./logsink:FuzzAccessTemplate
+	./logsink:FuzzAccessTemplate \
+	./logsink:FuzzAppendSeconds
 
 # The micro-benchmarks of make bench-micro, per package: route lookup,
 # the filter chain, header rewrites, sticky cookies, balancer picks,

@@ -209,7 +209,7 @@ func appendField(b []byte, o *op, e *AccessFields) []byte {
 	case fieldLiteral:
 		return append(b, o.lit...)
 	case fieldTime:
-		return e.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+		return AppendTimeMillis(b, e.Time)
 	case fieldTimeCLF:
 		return e.Time.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
 	case fieldTimeUnix:
@@ -240,7 +240,7 @@ func appendField(b []byte, o *op, e *AccessFields) []byte {
 		}
 		return strconv.AppendInt(b, e.Bytes, 10)
 	case fieldDuration:
-		return strconv.AppendFloat(b, e.Duration.Seconds(), 'f', 6, 64)
+		return AppendSeconds(b, e.Duration)
 	case fieldDurationMS:
 		return strconv.AppendFloat(b, float64(e.Duration)/float64(time.Millisecond), 'f', 3, 64)
 	case fieldDurationUS:

@@ -70,7 +70,7 @@ func appendTLSVersion(b []byte, v uint16) []byte {
 // sticky, attempts.
 func appendJSON(b []byte, e *AccessFields) []byte {
 	b = append(b, `{"time":"`...)
-	b = e.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	b = AppendTimeMillis(b, e.Time)
 	b = append(b, '"')
 	b = appendJSONField(b, "client_ip", e.ClientIP)
 	b = appendJSONField(b, "method", e.Method)
@@ -82,7 +82,7 @@ func appendJSON(b []byte, e *AccessFields) []byte {
 	b = append(b, `,"bytes":`...)
 	b = strconv.AppendInt(b, e.Bytes, 10)
 	b = append(b, `,"duration":`...)
-	b = strconv.AppendFloat(b, e.Duration.Seconds(), 'f', 6, 64)
+	b = AppendSeconds(b, e.Duration)
 	b = appendJSONField(b, "app", e.App)
 	b = appendJSONField(b, "backend", e.Backend)
 	b = appendJSONOptional(b, "user", e.User)

@@ -165,7 +165,7 @@ func (l *accessLog) format(b []byte, e *accessEntry) []byte {
 //
 //	2026-11-30T04:35:08.123Z 203.0.113.9 "GET shop.example.com /cart" 200 1234 0.0012 app=shop backend=ab12 tls=1.3 sticky=hit
 func formatText(b []byte, e *accessEntry) []byte {
-	b = e.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	b = logsink.AppendTimeMillis(b, e.Time)
 	b = append(b, ' ')
 	b = appendOr(b, e.ClientIP)
 	b = append(b, " \""...)
@@ -179,7 +179,7 @@ func formatText(b []byte, e *accessEntry) []byte {
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, e.Bytes, 10)
 	b = append(b, ' ')
-	b = strconv.AppendFloat(b, e.Duration.Seconds(), 'f', 6, 64)
+	b = logsink.AppendSeconds(b, e.Duration)
 	b = append(b, " app="...)
 	b = appendSafe(b, e.App)
 	b = append(b, " backend="...)
@@ -201,7 +201,7 @@ func formatText(b []byte, e *accessEntry) []byte {
 
 func formatJSON(b []byte, e *accessEntry) []byte {
 	b = append(b, `{"time":"`...)
-	b = e.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	b = logsink.AppendTimeMillis(b, e.Time)
 	b = append(b, `","client_ip":`...)
 	b = appendJSONString(b, e.ClientIP)
 	b = append(b, `,"method":`...)
@@ -215,7 +215,7 @@ func formatJSON(b []byte, e *accessEntry) []byte {
 	b = append(b, `,"bytes":`...)
 	b = strconv.AppendInt(b, e.Bytes, 10)
 	b = append(b, `,"duration":`...)
-	b = strconv.AppendFloat(b, e.Duration.Seconds(), 'f', 6, 64)
+	b = logsink.AppendSeconds(b, e.Duration)
 	b = append(b, `,"app":`...)
 	b = appendJSONString(b, e.App)
 	b = append(b, `,"backend":`...)
