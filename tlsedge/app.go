@@ -32,6 +32,9 @@ type appHandler struct {
 	explain func(x *exchange, r *http.Request)
 	log     *logrus.Entry
 	now     func() time.Time
+	// realClock: now is time.Now, so its readings and the proxy's can
+	// be shared (upstream.Target's Start and HeadAt).
+	realClock bool
 }
 
 func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d compileDeps, fd appFilters) (*appHandler, error) {
@@ -45,7 +48,7 @@ func newAppHandler(app *config.App, cfg *config.Config, keys []session.Key, d co
 	if now == nil {
 		now = time.Now
 	}
-	h = &appHandler{cfg: app, pool: pool, proxy: proxy, access: d.access, log: log, now: now}
+	h = &appHandler{cfg: app, pool: pool, proxy: proxy, access: d.access, log: log, now: now, realClock: d.now == nil}
 	if h.health, err = healthConfig(app, pool.Config().TLS); err != nil {
 		return nil, err
 	}
@@ -116,6 +119,9 @@ func (a *appHandler) serve(w http.ResponseWriter, r *http.Request) {
 	markServed(w)
 	x := exchangePool.Get().(*exchange)
 	*x = exchange{w: w, app: a, start: a.now()}
+	if a.realClock {
+		x.target.Start = x.start
+	}
 	if a.sticky != nil {
 		x.readCookie(r)
 	}
@@ -129,14 +135,22 @@ func (a *appHandler) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.proxy.Serve(x, r, &x.target)
-	if a.metrics != nil {
-		a.metrics.observe(x, r, a.now().Sub(x.start))
+	if a.metrics != nil || a.access != nil {
+		end := a.now() // one reading for both
+		if a.metrics != nil {
+			a.metrics.observe(x, r, end.Sub(x.start))
+		}
+		if a.access != nil {
+			a.logAccess(x, r, end)
+		}
 	}
-	if a.access != nil {
-		a.logAccess(x, r)
-	}
+	x.release()
+}
+
+// release returns x to its pool.
+func (x *exchange) release() {
 	// Recycled only after a normal return (an aborted response panics
-	// through here): the proxy has returned, and neither the access log
+	// through serve): the proxy has returned, and neither the access log
 	// nor the metrics keep x.
 	*x = exchange{}
 	exchangePool.Put(x)
@@ -146,7 +160,7 @@ func (a *appHandler) serve(w http.ResponseWriter, r *http.Request) {
 // escapes as the proxy's ResponseWriter.
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 
-func (a *appHandler) logAccess(x *exchange, r *http.Request) {
+func (a *appHandler) logAccess(x *exchange, r *http.Request, end time.Time) {
 	e := accessEntry{
 		Time:     x.start,
 		ClientIP: clientIP(r),
@@ -155,7 +169,7 @@ func (a *appHandler) logAccess(x *exchange, r *http.Request) {
 		Path:     r.URL.Path,
 		Status:   x.status,
 		Bytes:    x.bytes,
-		Duration: a.now().Sub(x.start),
+		Duration: end.Sub(x.start),
 		App:      a.cfg.Name,
 		Sticky:   x.sticky,
 	}
@@ -210,7 +224,11 @@ func (x *exchange) WriteHeader(code int) {
 	if x.status == 0 && code >= 200 {
 		x.status = code
 		if x.app.metrics != nil {
-			x.headAt = x.app.now()
+			if x.target.HeadAt.IsZero() || !x.app.realClock {
+				x.headAt = x.app.now()
+			} else {
+				x.headAt = x.target.HeadAt // read just before this call
+			}
 		}
 		if x.app.sticky != nil {
 			x.app.sticky.setCookie(x)

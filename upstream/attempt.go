@@ -15,6 +15,7 @@ type attempt struct {
 	p        *Proxy
 	t        *Target
 	now      time.Time           // clock reading for the current pick
+	doneAt   time.Time           // when the exchange on conn ended (idle since)
 	skip     func(*Backend) bool // rejects, as a func value made once
 	skipDown func(*Backend) bool // rejectsDown
 	tried    []*Backend
@@ -68,7 +69,7 @@ func getAttempt(p *Proxy, t *Target) *attempt {
 // callback never ran (it may still be running otherwise).
 func putAttempt(st *attempt) {
 	clear(st.triedBuf[:]) // do not pin retired pools' backends
-	st.p, st.t, st.now = nil, nil, time.Time{}
+	st.p, st.t, st.now, st.doneAt = nil, nil, time.Time{}, time.Time{}
 	st.tried = st.triedBuf[:0]
 	st.active = nil
 	st.cancelled.Store(false)
@@ -117,7 +118,11 @@ func (st *attempt) wasTried(b *Backend) bool {
 // next returns the backend for the next attempt, or nil when none is left:
 // the preferred one if it is usable, else the balancer's choice.
 func (st *attempt) next() *Backend {
-	st.now = st.p.now()
+	if len(st.tried) == 0 && st.p.realClock && !st.t.Start.IsZero() {
+		st.now = st.t.Start // microseconds old: the filters ran since
+	} else {
+		st.now = st.p.now()
+	}
 	if pref := st.t.Prefer; pref != nil && !st.rejects(pref) && st.p.pool.Active(pref, st.now) {
 		return pref
 	}

@@ -177,7 +177,7 @@ const maxProbes = 8
 // an idle connection is probed: a backend that closed it while idle would
 // otherwise turn the request into a 502.
 func (st *attempt) connect(r *http.Request, s *connStack) (*h1Conn, error) {
-	now := time.Now()
+	now := st.realNow()
 	probe := !replayable(r)
 	for range maxProbes {
 		c := s.get(now)
@@ -241,7 +241,11 @@ func (st *attempt) release(fired bool) {
 		if st.keep && !fired && !st.cancelled.Load() {
 			st.cur.Store(nil)
 			st.conn = nil
-			st.stack.put(c, time.Now())
+			done := st.doneAt
+			if done.IsZero() {
+				done = time.Now()
+			}
+			st.stack.put(c, done)
 		} else {
 			st.dropConn()
 		}
@@ -279,7 +283,9 @@ func (st *attempt) exchange(w http.ResponseWriter, r *http.Request, c *h1Conn, b
 	} else if b.MarkSucceeded(st.now) {
 		logRecovered(st.p.log, b, "answered a request")
 	}
-	b.ObserveLatency(time.Since(st.now))
+	headAt := time.Now()
+	b.ObserveLatency(headAt.Sub(st.now))
+	st.t.HeadAt = headAt
 	st.active = b
 	st.t.Chosen = b
 	// The head is in; the body may stream for as long as it likes.
@@ -310,7 +316,27 @@ func (st *attempt) exchange(w http.ResponseWriter, r *http.Request, c *h1Conn, b
 		return err
 	}
 	st.keep = werr == nil && h.reusable(f) && c.br.Buffered() == 0
+	if f == bodySized && h.length <= smallBody {
+		// Copied in one write: the head's time is when it ended, as far
+		// as the idle timer of the connection can tell.
+		st.doneAt = headAt
+	} else {
+		st.doneAt = time.Time{}
+	}
 	return nil
+}
+
+// smallBody is the largest body whose copy takes no time worth a clock
+// reading of its own.
+const smallBody = 16 << 10
+
+// realNow is a reading of the real clock: the current pick's when the
+// proxy picks by the real clock (microseconds old), else a new one.
+func (st *attempt) realNow() time.Time {
+	if st.p.realClock && !st.now.IsZero() {
+		return st.now
+	}
+	return time.Now()
 }
 
 // readHead waits, up to ResponseHeaderTimeout, for the final response

@@ -31,6 +31,14 @@ type Target struct {
 	// balancer hashes; HasKey says it is set.
 	Key    uint64
 	HasKey bool
+	// Start is when the request arrived, by the real clock (time.Now), or
+	// zero. A proxy on the real clock takes it as the time of its first
+	// pick instead of reading the clock again: a clock reading costs
+	// about 50 ns, and a request made a dozen of them.
+	Start time.Time
+	// HeadAt is when the backend's response head was read, by the real
+	// clock; zero when none was.
+	HeadAt time.Time
 }
 
 // ProxyConfig configures a Proxy. NewProxy reads it once; the caller keeps
@@ -99,6 +107,7 @@ type Proxy struct {
 	maxConns     int64
 	queue        *queue // nil without MaxConns
 	now          func() time.Time
+	realClock    bool // now is time.Now: readings may be shared with the caller's
 	onEject      func(*Backend)
 	pages        errorPages
 	bufs         httputil.BufferPool
@@ -147,7 +156,7 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 		p.log = logrus.NewEntry(l)
 	}
 	if p.now == nil {
-		p.now = time.Now
+		p.now, p.realClock = time.Now, true
 	}
 	if cfg.MaxConns > 0 {
 		p.queue = newQueue(cfg.Queue)
