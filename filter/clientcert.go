@@ -103,10 +103,7 @@ type clientCert struct {
 
 func (f *clientCert) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := r.Header
-	for _, k := range clientCertHeaders {
-		delete(h, k)
-	}
-	deleteUnderscored(h, clientCertHeaders)
+	deleteNamed(h, clientCertHeaders, false)
 	c := f.leaf(r)
 	if c == nil {
 		h[ClientCertVerifiedHeader] = clientCertNone

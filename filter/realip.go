@@ -104,14 +104,12 @@ type realIP struct {
 // header (the new RemoteAddr string).
 func (f *realIP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := r.Header
-	deleteUnderscored(h, forwardingHeaders)
-	if !f.trusted.Contains(clientAddr(r.RemoteAddr)) {
-		delete(h, xForwardedFor)
-		delete(h, xRealIP)
-		delete(h, forwarded)
+	if len(f.trusted.prefixes) == 0 || !f.trusted.Contains(clientAddr(r.RemoteAddr)) {
+		deleteNamed(h, forwardingHeaders, false)
 		f.next.ServeHTTP(w, r)
 		return
 	}
+	deleteNamed(h, forwardingHeaders, true)
 	if c, ok := f.client(h); ok {
 		r.RemoteAddr = c.String()
 	}
@@ -309,20 +307,22 @@ func parseForwardedNode(s string) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(a.Unmap(), p), true
 }
 
-// deleteUnderscored deletes the keys that read as one of names (canonical,
-// dashed) once underscores are read as dashes: X_Forwarded_For and
-// x_client_cert_subject. CGI-style backends (PHP, WSGI, Rack) see both
+// deleteNamed deletes the keys that read as one of names (canonical,
+// dashed) in any case and with underscores read as dashes; with
+// underscoredOnly, only those spelled with an underscore (X_Forwarded_For,
+// x_client_cert_subject). CGI-style backends (PHP, WSGI, Rack) see both
 // spellings as one variable, so a client could otherwise smuggle a value
-// past a filter that deletes only the dashed name. Header maps have a
-// handful of keys; without an underscore a key costs one IndexByte.
-func deleteUnderscored(h http.Header, names []string) {
+// past a filter that deletes only the dashed name. It is one pass over h:
+// a header map has a handful of keys, and comparing each with names (by
+// length first) costs less than a hashed delete per name on top of the
+// pass that underscores need anyway.
+func deleteNamed(h http.Header, names []string, underscoredOnly bool) {
 	for k := range h {
-		if strings.IndexByte(k, '_') < 0 {
-			continue
-		}
 		for _, n := range names {
-			if sameUnderscored(k, n) {
-				delete(h, k)
+			if len(k) == len(n) && sameUnderscored(k, n) {
+				if !underscoredOnly || strings.IndexByte(k, '_') >= 0 {
+					delete(h, k)
+				}
 				break
 			}
 		}

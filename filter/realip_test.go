@@ -108,6 +108,30 @@ func TestRealIPUnderscores(t *testing.T) {
 	}
 }
 
+// Without trusted proxies (the default) every spelling of the forwarding
+// fields goes, in any case, and the peer stays the client; other fields
+// stay.
+func TestRealIPNoTrustedProxies(t *testing.T) {
+	var seen *http.Request
+	f, err := RealIP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r }), RealIPConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "10.0.0.2:4000"
+	r.Header = http.Header{
+		"X-Forwarded-For": {"1.2.3.4"}, "x-forwarded-for": {"1.2.3.4"}, "X_Forwarded_For": {"1.2.3.4"},
+		"X-Real-Ip": {"1.2.3.4"}, "FORWARDED": {"for=1.2.3.4"}, "X-Forwarded-Fo": {"kept"}, "Accept": {"kept"},
+	}
+	f.ServeHTTP(httptest.NewRecorder(), r)
+	if seen.RemoteAddr != "10.0.0.2:4000" {
+		t.Errorf("RemoteAddr = %q, want the peer", seen.RemoteAddr)
+	}
+	if len(seen.Header) != 2 || seen.Header["X-Forwarded-Fo"] == nil || seen.Header["Accept"] == nil {
+		t.Errorf("header after the filter = %v, want only X-Forwarded-Fo and Accept", seen.Header)
+	}
+}
+
 func TestRealIPAllocs(t *testing.T) {
 	f, err := RealIP(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), RealIPConfig{Trusted: testTrusted})
 	if err != nil {
