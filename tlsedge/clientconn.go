@@ -178,6 +178,9 @@ type clientConn struct {
 	hsCounted bool
 	closed    atomic.Bool
 	batch     recordBatch // large response writes (recordbatch.go)
+	// deferred is a read deadline (from the first read of the socket)
+	// not set yet (lazydeadline.go).
+	deferred time.Duration
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
@@ -186,6 +189,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		c.ahead = c.ahead[n:]
 		return n, nil
 	}
+	c.armDeferred()
 	return c.Conn.Read(p)
 }
 

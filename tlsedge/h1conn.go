@@ -51,7 +51,8 @@ type h1Conn struct {
 	tlsInfo  *tls.ConnectionState // &tlsState, shared by the connection's requests
 	tlsState tls.ConnectionState
 	src      idleSource
-	batch    batcher // tc's connection, when it can gather records
+	batch    batcher        // tc's connection, when it can gather records
+	deferrer deferredReader // tc's connection, when it can defer a deadline
 }
 
 // h1Link is what an HTTP/1.x connection holds for as long as it is open,
@@ -99,7 +100,7 @@ func (c *h1Conn) recycle() {
 	c.req, c.base, c.url = http.Request{}, http.Request{}, url.URL{}
 	c.tlsState, c.tlsInfo = tls.ConnectionState{}, nil
 	c.body, c.head, c.src = h1Body{}, requestHead{}, idleSource{}
-	c.srv, c.link, c.nc, c.w.conn, c.batch = nil, nil, nil, nil, nil
+	c.srv, c.link, c.nc, c.w.conn, c.batch, c.deferrer = nil, nil, nil, nil, nil, nil
 	c.linger = false
 	connPool.Put(c)
 }
@@ -167,6 +168,7 @@ func (s *Server) runH1(l *h1Link) {
 	c.src = idleSource{conn: tc}
 	c.w.conn = c
 	c.batch, _ = tc.NetConn().(batcher)
+	c.deferrer, _ = tc.NetConn().(deferredReader)
 
 	end := h1Closed
 	defer func() {
@@ -258,7 +260,13 @@ func (c *h1Conn) waitRequest() int {
 // serveOne reads and answers one request. keep reports whether the
 // connection may carry another; hijacked that the handler took it.
 func (c *h1Conn) serveOne() (keep, hijacked bool) {
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.gate.cur().headerTimeout)) //nolint:errcheck
+	if c.deferrer != nil {
+		// Set only if the head is not all buffered (lazydeadline.go);
+		// meanwhile the idle wait's deadline, if any, stays.
+		c.deferrer.deferReadDeadline(c.srv.gate.cur().headerTimeout)
+	} else {
+		c.nc.SetReadDeadline(time.Now().Add(c.srv.gate.cur().headerTimeout)) //nolint:errcheck
+	}
 	r := &c.req
 	*r = c.base
 	c.url = url.URL{}
@@ -266,11 +274,14 @@ func (c *h1Conn) serveOne() (keep, hijacked bool) {
 	clear(c.hdr)
 	r.Header = c.hdr
 	c.head = requestHead{}
-	if err := c.hr.read(r, &c.head); err != nil {
+	err := c.hr.read(r, &c.head)
+	// Clears the header timeout, or the idle wait's deadline, and a
+	// deferred one.
+	c.nc.SetReadDeadline(time.Time{}) //nolint:errcheck // body reads set their own
+	if err != nil {
 		c.refuse(err)
 		return false, false
 	}
-	c.nc.SetReadDeadline(time.Time{}) //nolint:errcheck // body reads set their own
 	var cont func() error
 	if c.head.expect100 {
 		cont = c.sendContinue
