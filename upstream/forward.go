@@ -21,7 +21,12 @@ func (p *Proxy) serveH1(w http.ResponseWriter, r *http.Request, t *Target) {
 	st := getAttempt(p, t)
 	ctx := r.Context()
 	var stop func() bool
-	if ctx.Done() != nil {
+	if af, ok := ctx.(afterFuncer); ok {
+		// The server's own request context (HTTP/2 streams): registered
+		// directly, without the afterFuncCtx, closure and child link
+		// context.AfterFunc would make around it per request.
+		stop = af.AfterFunc(st.onCancel)
+	} else if ctx.Done() != nil {
 		// The client leaving (context cancelled) unblocks whatever waits
 		// on the backend; see cancel. A context that is never cancelled
 		// (Done is nil) costs nothing.
@@ -77,6 +82,13 @@ func (st *attempt) cancel() {
 }
 
 var errClientGone = errors.New("upstream: client went away")
+
+// afterFuncer is a context that runs a function, in its own goroutine,
+// when it is done, with context.AfterFunc's contract for the function and
+// for stop; the context package looks for the same method.
+type afterFuncer interface {
+	AfterFunc(f func()) (stop func() bool)
+}
 
 // forward is the retry loop. It is bounded by MaxAttempts and by the pool
 // size: every iteration adds a backend to tried, and tried backends are
