@@ -180,7 +180,7 @@ type clientConn struct {
 	batch     recordBatch // large response writes (recordbatch.go)
 	// deferred is a read deadline (from the first read of the socket)
 	// not set yet (lazydeadline.go).
-	deferred time.Duration
+	deferred atomic.Int64 // a time.Duration
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {

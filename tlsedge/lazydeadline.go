@@ -19,25 +19,28 @@ type deferredReader interface {
 
 var _ deferredReader = (*clientConn)(nil)
 
-func (c *clientConn) deferReadDeadline(d time.Duration) { c.deferred = d }
+func (c *clientConn) deferReadDeadline(d time.Duration) { c.deferred.Store(int64(d)) }
 
 // armDeferred sets a deferred read deadline before a read of the socket.
-// Only the goroutine that reads touches deferred.
+// (deferred is atomic because the server's shutdown sets deadlines from
+// its own goroutine.)
 func (c *clientConn) armDeferred() {
-	if d := c.deferred; d > 0 {
-		c.deferred = 0
+	if c.deferred.Load() == 0 {
+		return
+	}
+	if d := time.Duration(c.deferred.Swap(0)); d > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(d)) //nolint:errcheck // a dead conn fails the read
 	}
 }
 
 // SetReadDeadline replaces a deferred deadline too.
 func (c *clientConn) SetReadDeadline(t time.Time) error {
-	c.deferred = 0
+	c.deferred.Store(0)
 	return c.Conn.SetReadDeadline(t)
 }
 
 // SetDeadline replaces a deferred read deadline too.
 func (c *clientConn) SetDeadline(t time.Time) error {
-	c.deferred = 0
+	c.deferred.Store(0)
 	return c.Conn.SetDeadline(t)
 }
