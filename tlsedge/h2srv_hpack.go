@@ -165,6 +165,13 @@ func (c *h2SrvConn) appendLiteral(f h2RespField, v string) {
 	c.block = appendHpackString(c.block, v)
 }
 
+// encodeLength adds a Content-Length field.
+func (c *h2SrvConn) encodeLength(n int) {
+	var digits [20]byte
+	c.block = appendHpackInt(c.block, 0x00, 4, 28) // literal without indexing, static name 28
+	c.block = appendHpackString(c.block, strconv.AppendInt(digits[:0], int64(n), 10))
+}
+
 // encodeDate adds the Date field.
 func (c *h2SrvConn) encodeDate() {
 	c.appendLiteral(h2RespField{lower: "date", static: 33}, c.srv.dates.now())

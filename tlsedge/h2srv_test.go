@@ -53,6 +53,38 @@ func TestH2SrvTrailersAndFlush(t *testing.T) {
 	}
 }
 
+// A small response that is all buffered when the handler returns: its head
+// says its length, unless the handler set trailers without declaring them
+// (http.TrailerPrefix keys, found while the head is encoded), which then
+// follow the body.
+func TestH2SrvLengthOrUnannouncedTrailers(t *testing.T) {
+	cert, roots := testH2Cert(t)
+	s := startH2TestServer(t, cert, roots, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hi") //nolint:errcheck
+		if r.URL.Path == "/trailers" {
+			w.Header().Set(http.TrailerPrefix+"X-Late", "yes")
+		}
+	}))
+	for _, tc := range []struct {
+		path    string
+		length  int64
+		trailer string
+	}{{"/plain", 2, ""}, {"/trailers", -1, "yes"}} {
+		resp, err := s.client().Get("https://" + s.addr + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(body) != "hi" {
+			t.Fatalf("%s: body %q, %v", tc.path, body, err)
+		}
+		if resp.ContentLength != tc.length || resp.Trailer.Get("X-Late") != tc.trailer {
+			t.Errorf("%s: Content-Length %d, trailer X-Late %q; want %d, %q", tc.path, resp.ContentLength, resp.Trailer.Get("X-Late"), tc.length, tc.trailer)
+		}
+	}
+}
+
 // TestH2SrvResetCancels: a client's RST_STREAM ends the request's context
 // at once (the proxy lets go of the backend), and the connection goes on.
 func TestH2SrvResetCancels(t *testing.T) {

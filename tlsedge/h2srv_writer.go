@@ -2,7 +2,6 @@ package tlsedge
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -30,9 +29,15 @@ type h2RespWriter struct {
 	noBody      bool
 	declared    int64 // Content-Length the handler set, -1 for none
 	written     int64
-	ended       bool          // END_STREAM sent (or the stream abandoned)
-	resetCode   http2.ErrCode // RST_STREAM instead of a clean end (a body cut short, a panic)
-	err         error
+	// autoLength is the Content-Length the head says when the handler
+	// set none and the whole body is known (finish), else -1; the head
+	// leaves it out when it finds trailers.
+	autoLength int
+	// prefixTrailers: encoding the head found http.TrailerPrefix keys.
+	prefixTrailers bool
+	ended          bool          // END_STREAM sent (or the stream abandoned)
+	resetCode      http2.ErrCode // RST_STREAM instead of a clean end (a body cut short, a panic)
+	err            error
 }
 
 // h2WriterBuf is how much of a body is held back so that a small response
@@ -46,7 +51,7 @@ var (
 
 func (w *h2RespWriter) reset(st *h2Stream, head bool) {
 	hdr, buf := w.hdr, w.buf[:0]
-	*w = h2RespWriter{st: st, c: st.c, hdr: hdr, buf: buf, head: head, declared: -1}
+	*w = h2RespWriter{st: st, c: st.c, hdr: hdr, buf: buf, head: head, declared: -1, autoLength: -1}
 	if w.buf == nil {
 		w.buf = make([]byte, 0, h2WriterBuf)
 	}
@@ -183,7 +188,11 @@ func (w *h2RespWriter) send(p []byte, end bool) error {
 			return w.fail(errH2StreamClosed)
 		}
 		if !w.sentHeader {
-			c.encodeHead(w.status, w.hdr)
+			if c.encodeHead(w.status, w.hdr, w.autoLength) {
+				// Trailers follow: the stream does not end here.
+				w.prefixTrailers = true
+				end, last = false, false
+			}
 			c.writeBlockLocked(st.id, last && left == 0)
 			w.sentHeader = true
 		} else if left == 0 {
@@ -235,15 +244,18 @@ func (w *h2RespWriter) finish() {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	trailers := w.hasTrailers()
+	// Before the head goes out, encodeHead finds trailer keys on its
+	// pass over the fields; after, they are looked for here.
+	trailers := len(w.hdr["Trailer"]) > 0 || (w.sentHeader && w.hasPrefixTrailers())
 	if !w.sentHeader && w.declared < 0 && !w.noBody && !trailers {
 		// The whole body is here: say how long it is.
-		w.hdr["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
+		w.autoLength = len(w.buf)
 	}
 	cut := w.declared >= 0 && !w.noBody && w.written < w.declared
 	if w.send(nil, !trailers && !cut) != nil {
 		return
 	}
+	trailers = trailers || w.prefixTrailers
 	switch {
 	case cut:
 		w.resetCode = http2.ErrCodeInternal
@@ -266,12 +278,9 @@ func (w *h2RespWriter) abort() {
 	w.ended = true
 }
 
-// hasTrailers reports whether the handler set trailer fields: names
-// declared in "Trailer", or http.TrailerPrefix keys.
-func (w *h2RespWriter) hasTrailers() bool {
-	if len(w.hdr["Trailer"]) > 0 {
-		return true
-	}
+// hasPrefixTrailers reports whether the handler set http.TrailerPrefix
+// keys.
+func (w *h2RespWriter) hasPrefixTrailers() bool {
 	for k := range w.hdr {
 		if strings.HasPrefix(k, http.TrailerPrefix) {
 			return true
@@ -308,18 +317,30 @@ func (w *h2RespWriter) sendInterim(code int) {
 
 // encodeHead encodes a response head into c.block (under wmu): declared
 // trailers are left for encodeTrailers; Date is added unless set.
-func (c *h2SrvConn) encodeHead(status int, h http.Header) {
+//
+// length >= 0 adds a Content-Length field unless there are trailers. It
+// reports whether h has http.TrailerPrefix keys (trailers the handler did
+// not declare), which it finds on its one pass over h.
+func (c *h2SrvConn) encodeHead(status int, h http.Header, length int) (prefixTrailers bool) {
 	c.encodeStatus(status)
 	declared := h["Trailer"]
 	for k, vs := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			prefixTrailers = true
+			continue
+		}
 		if len(declared) > 0 && isDeclaredTrailer(declared, k) {
 			continue
 		}
 		c.encodeField(k, vs)
 	}
+	if length >= 0 && !prefixTrailers && len(declared) == 0 {
+		c.encodeLength(length)
+	}
 	if _, ok := h["Date"]; !ok {
 		c.encodeDate()
 	}
+	return prefixTrailers
 }
 
 // encodeTrailers encodes the trailer section into c.block (under wmu).
