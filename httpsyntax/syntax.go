@@ -87,3 +87,16 @@ func unhex(c byte) (byte, bool) {
 	}
 	return 0, false
 }
+
+// TrimOWS trims optional whitespace (spaces and tabs, RFC 9110 section
+// 5.6.3) from both ends of s. strings.Trim with a cutset builds a set on
+// every call, which showed in the per-field cost of response heads.
+func TrimOWS[S string | []byte](s S) S {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}

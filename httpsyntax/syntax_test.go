@@ -2,6 +2,7 @@ package httpsyntax
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -75,4 +76,16 @@ func FuzzParseChunkSize(f *testing.F) {
 			t.Fatalf("%q: got %d, digits say %d (%v)", line, n, want, err)
 		}
 	})
+}
+
+func TestTrimOWS(t *testing.T) {
+	for _, s := range []string{"", " ", "\t \t", "a", " a ", "\ta b\t ", "a\r", " \x00 ", "\u00a0a"} {
+		want := strings.Trim(s, " \t")
+		if got := TrimOWS(s); got != want {
+			t.Errorf("TrimOWS(%q) = %q, want %q", s, got, want)
+		}
+		if got := string(TrimOWS([]byte(s))); got != want {
+			t.Errorf("TrimOWS([]byte(%q)) = %q, want %q", s, got, want)
+		}
+	}
 }

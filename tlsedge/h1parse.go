@@ -233,7 +233,7 @@ func (h *headReader) parseFields(r *http.Request, head *requestHead, s string) e
 			// Also catches whitespace before the colon (RFC 9112 5.1).
 			return badHead(http.StatusBadRequest, "malformed header name")
 		}
-		value := trimOWS(line[colon+1:])
+		value := httpsyntax.TrimOWS(line[colon+1:])
 		for j := 0; j < len(value); j++ {
 			if c := value[j]; c == 0 || (c < ' ' && c != '\t') || c == 0x7f {
 				return badHead(http.StatusBadRequest, "control character in header value")
@@ -415,7 +415,7 @@ func hasToken(v, tok string) bool {
 		} else {
 			v = ""
 		}
-		if asciiEqualFold(trimOWS(part), tok) {
+		if asciiEqualFold(httpsyntax.TrimOWS(part), tok) {
 			return true
 		}
 	}
@@ -442,14 +442,4 @@ func asciiEqualFold(a, b string) bool {
 		}
 	}
 	return true
-}
-
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }

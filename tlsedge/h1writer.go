@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // h1Writer is the http.ResponseWriter of the HTTP/1.1 frontend. One is
@@ -158,7 +160,7 @@ func appendHeaderFields(b []byte, h http.Header) []byte {
 func isDeclaredTrailer(declared []string, k string) bool {
 	for _, d := range declared {
 		for name := range strings.SplitSeq(d, ",") {
-			if http.CanonicalHeaderKey(trimOWS(name)) == k {
+			if http.CanonicalHeaderKey(httpsyntax.TrimOWS(name)) == k {
 				return true
 			}
 		}
@@ -299,7 +301,7 @@ func (w *h1Writer) writeTrailers() {
 	b := append(w.scratch[:0], "0\r\n"...)
 	for _, decl := range w.hdr["Trailer"] {
 		for name := range strings.SplitSeq(decl, ",") {
-			k := http.CanonicalHeaderKey(trimOWS(name))
+			k := http.CanonicalHeaderKey(httpsyntax.TrimOWS(name))
 			b = appendField(b, k, w.hdr[k])
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // h2RespWriter is the http.ResponseWriter of an HTTP/2 stream, reused with
@@ -348,7 +350,7 @@ func (c *h2SrvConn) encodeTrailers(h http.Header) {
 	c.beginBlock()
 	for _, decl := range h["Trailer"] {
 		for name := range strings.SplitSeq(decl, ",") {
-			k := http.CanonicalHeaderKey(trimOWS(name))
+			k := http.CanonicalHeaderKey(httpsyntax.TrimOWS(name))
 			if vs := h[k]; len(vs) > 0 {
 				c.encodeField(k, vs)
 			}

@@ -107,7 +107,7 @@ func hasToken(values []string, token string) bool {
 		for v != "" {
 			var t string
 			t, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.Trim(t, " \t"), token) {
+			if strings.EqualFold(httpsyntax.TrimOWS(t), token) {
 				return true
 			}
 		}

@@ -204,7 +204,7 @@ func (h *respHead) parseField(line []byte) error {
 		if equalFoldBytes(name, "Transfer-Encoding") {
 			// Only "chunked", once: "gzip, chunked" would need decoding
 			// here, and chunked twice is forbidden (RFC 9112 section 6.1).
-			if h.chunked || !equalFoldBytes(bytes.Trim(value, " \t"), "chunked") {
+			if h.chunked || !equalFoldBytes(httpsyntax.TrimOWS(value), "chunked") {
 				return errTransferEncoding
 			}
 			h.chunked = true
@@ -229,7 +229,7 @@ func splitField(line []byte) (name, value []byte, err error) {
 			return nil, nil, errFieldName // includes whitespace before ':'
 		}
 	}
-	value = bytes.Trim(line[colon+1:], " \t")
+	value = httpsyntax.TrimOWS(line[colon+1:])
 	if !validValueBytes(value) {
 		return nil, nil, errFieldValue
 	}
@@ -240,7 +240,7 @@ func (h *respHead) parseConnection(v []byte) {
 	for len(v) > 0 {
 		var t []byte
 		t, v, _ = bytes.Cut(v, []byte{','})
-		t = bytes.Trim(t, " \t")
+		t = httpsyntax.TrimOWS(t)
 		switch {
 		case len(t) == 0:
 		case equalFoldBytes(t, "close"):
@@ -263,7 +263,7 @@ func (h *respHead) parseContentLength(v []byte) error {
 	for len(v) > 0 {
 		var t []byte
 		t, v, _ = bytes.Cut(v, []byte{','})
-		t = bytes.Trim(t, " \t")
+		t = httpsyntax.TrimOWS(t)
 		if len(t) == 0 || len(t) > 18 {
 			return errContentLength
 		}
@@ -334,7 +334,7 @@ func copyFields(dst http.Header, h *respHead, f framing) (eventStream bool) {
 		var line string
 		line, s, _ = strings.Cut(s, "\r\n")
 		colon := strings.IndexByte(line, ':')
-		name, value := line[:colon], strings.Trim(line[colon+1:], " \t")
+		name, value := line[:colon], httpsyntax.TrimOWS(line[colon+1:])
 		key := ""
 		switch classifyField(name) {
 		case fieldContentLength:
@@ -343,7 +343,7 @@ func copyFields(dst http.Header, h *respHead, f framing) (eventStream bool) {
 			}
 			keepLength = false // one is enough: every line said the same
 			value, _, _ = strings.Cut(value, ",")
-			slots[used] = strings.Trim(value, " \t")
+			slots[used] = httpsyntax.TrimOWS(value)
 			dst["Content-Length"] = slots[used : used+1 : used+1]
 			used++
 			continue
