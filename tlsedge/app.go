@@ -176,12 +176,16 @@ func (a *appHandler) logAccess(x *exchange, r *http.Request, end time.Time) {
 	if id := r.Header[filter.RequestIDHeader]; len(id) > 0 {
 		e.RequestID = id[0]
 	}
-	e.Proto = r.Proto
-	if v := r.Header["Referer"]; len(v) > 0 {
-		e.Referer = v[0]
-	}
-	if v := r.Header["User-Agent"]; len(v) > 0 {
-		e.UserAgent = v[0]
+	if a.access.custom != nil {
+		// Only the configurable formats (common, combined, ...) print
+		// these; the text and json lines save two header lookups.
+		e.Proto = r.Proto
+		if v := r.Header["Referer"]; len(v) > 0 {
+			e.Referer = v[0]
+		}
+		if v := r.Header["User-Agent"]; len(v) > 0 {
+			e.UserAgent = v[0]
+		}
 	}
 	if e.Status == 0 {
 		// A hijacked (upgraded) connection never calls WriteHeader.
