@@ -53,7 +53,13 @@ func ResponseHeaders(next http.Handler, cfg ResponseHeadersConfig) http.Handler 
 		remove = DefaultHidden
 	}
 	for _, h := range remove {
-		f.remove = append(f.remove, http.CanonicalHeaderKey(h))
+		k := http.CanonicalHeaderKey(h)
+		f.remove = append(f.remove, k)
+		if len(k) < 64 {
+			f.removeLens |= 1 << len(k)
+		} else {
+			f.removeLens |= 1 << 63 // the long ones share a bit
+		}
 	}
 	if cfg.HSTS > 0 {
 		v := "max-age=" + strconv.FormatInt(int64(cfg.HSTS/time.Second), 10)
@@ -87,8 +93,11 @@ type headerValue struct {
 type respFilter struct {
 	next   http.Handler
 	remove []string
-	hsts   []string // nil: off
-	set    []headerValue
+	// removeLens has bit n set when a name in remove is n bytes long
+	// (63: 63 or more), so that most keys are passed over at once.
+	removeLens uint64
+	hsts       []string // nil: off
+	set        []headerValue
 	// backends and backendHosts: what a backend's own URLs and cookie
 	// domains look like (host:port, and host alone where the port is
 	// the scheme's default).
@@ -124,10 +133,20 @@ func (w *respWriter) apply() {
 	}
 	w.done = true
 	h := w.ResponseWriter.Header()
-	for _, name := range w.f.remove {
-		delete(h, name)
+	// One pass over the head's few keys, rather than a hashed delete per
+	// hidden name and a lookup per field that may carry a backend URL.
+	rewrite := len(w.f.backends) > 0
+	urls := false
+	if len(w.f.remove) > 0 || rewrite {
+		for k := range h {
+			if w.f.hidden(k) {
+				delete(h, k)
+			} else if rewrite && !urls && carriesURL(k) {
+				urls = true
+			}
+		}
 	}
-	if len(w.f.backends) > 0 {
+	if urls {
 		w.f.rewriteURLs(h, w.r)
 	}
 	if w.f.hsts != nil && w.r.TLS != nil {
@@ -139,6 +158,28 @@ func (w *respWriter) apply() {
 	if w.id != nil {
 		h[RequestIDHeader] = w.id
 	}
+}
+
+// hidden reports whether the response field k is one the filter removes.
+func (f *respFilter) hidden(k string) bool {
+	if f.removeLens&(1<<min(len(k), 63)) == 0 {
+		return false
+	}
+	for _, n := range f.remove {
+		if n == k {
+			return true
+		}
+	}
+	return false
+}
+
+// carriesURL reports whether rewriteURLs looks at the response field k.
+func carriesURL(k string) bool {
+	switch k {
+	case "Location", "Content-Location", "Refresh", "Set-Cookie":
+		return true
+	}
+	return false
 }
 
 func (w *respWriter) WriteHeader(code int) {
