@@ -116,11 +116,14 @@ func (a *appHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve is the app behind its filters: sticky affinity, the proxy, the
 // access log.
 func (a *appHandler) serve(w http.ResponseWriter, r *http.Request) {
-	markServed(w)
+	start := markServed(w)
+	if start.IsZero() || !a.realClock {
+		start = a.now()
+	}
 	x := exchangePool.Get().(*exchange)
-	*x = exchange{w: w, app: a, start: a.now()}
+	*x = exchange{w: w, app: a, start: start}
 	if a.realClock {
-		x.target.Start = x.start
+		x.target.Start = start
 	}
 	if a.sticky != nil {
 		x.readCookie(r)

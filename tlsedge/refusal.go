@@ -55,18 +55,21 @@ func (w *refusalWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // markServed tells the refusalWriter beneath w's filter wrappers that
 // the request's line is written by whoever has it now (serve, routing).
 // The walk is a few type assertions: the chain's wrappers all Unwrap.
-func markServed(w http.ResponseWriter) {
+// It returns when the request started, as the refusalWriter knows it
+// (zero without one): a clock reading costs more than the walk.
+func markServed(w http.ResponseWriter) (start time.Time) {
 	for i := 0; i < 16 && w != nil; i++ {
 		if rw, ok := w.(*refusalWriter); ok {
 			rw.logged = true
-			return
+			return rw.start
 		}
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
 		if !ok {
-			return
+			return time.Time{}
 		}
 		w = u.Unwrap()
 	}
+	return time.Time{}
 }
 
 // logRefusal writes the access-log line of a request a filter answered.
