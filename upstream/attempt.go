@@ -118,8 +118,11 @@ func (st *attempt) wasTried(b *Backend) bool {
 // next returns the backend for the next attempt, or nil when none is left:
 // the preferred one if it is usable, else the balancer's choice.
 func (st *attempt) next() *Backend {
-	if len(st.tried) == 0 && st.p.realClock && !st.t.Start.IsZero() {
-		st.now = st.t.Start // microseconds old: the filters ran since
+	if st.now.IsZero() && st.p.realClock && !st.t.Start.IsZero() {
+		// The first pick, microseconds after the request arrived (the
+		// filters ran since). A pick after a wait in the queue, or a
+		// retry, reads the clock.
+		st.now = st.t.Start
 	} else {
 		st.now = st.p.now()
 	}

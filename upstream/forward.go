@@ -356,7 +356,15 @@ func (st *attempt) realNow() time.Time {
 // client by its own server; 103 Early Hints are dropped).
 func (st *attempt) readHead(c *h1Conn, r *http.Request) (respHead, framing, error) {
 	var h respHead
-	if err := c.nc.SetReadDeadline(time.Now().Add(st.p.pool.cfg.ResponseHeaderTimeout)); err != nil {
+	// The timeout counts from the end of the request. A request without
+	// a body on a connection that was idle was written microseconds after
+	// the pick: its clock reading will do. A dial or a body may have
+	// taken long.
+	now := st.realNow()
+	if !c.reused || r.ContentLength != 0 || st.bodyRead {
+		now = time.Now()
+	}
+	if err := c.nc.SetReadDeadline(now.Add(st.p.pool.cfg.ResponseHeaderTimeout)); err != nil {
 		return h, 0, &backendError{op: "read response head", err: err}
 	}
 	if st.cancelled.Load() {
