@@ -43,6 +43,7 @@ FUZZ_TARGETS := \
 	./upstream:FuzzChunkedBody \
 	./upstream:FuzzReadProxyHeader \
 	./httpsyntax:FuzzParseChunkSize \
+	./httpsyntax:FuzzFieldValueChecks \
 	./filter:FuzzSaneID \
 	./filter:FuzzRewriteLocation \
 	./filter:FuzzParsePrefix \

@@ -234,10 +234,8 @@ func (h *headReader) parseFields(r *http.Request, head *requestHead, s string) e
 			return badHead(http.StatusBadRequest, "malformed header name")
 		}
 		value := httpsyntax.TrimOWS(line[colon+1:])
-		for j := 0; j < len(value); j++ {
-			if c := value[j]; c == 0 || (c < ' ' && c != '\t') || c == 0x7f {
-				return badHead(http.StatusBadRequest, "control character in header value")
-			}
+		if !httpsyntax.ValidFieldValue(value) {
+			return badHead(http.StatusBadRequest, "control character in header value")
 		}
 		key := canonicalKey(name)
 		switch key {

@@ -168,14 +168,9 @@ func isDeclaredTrailer(declared []string, k string) bool {
 	return false
 }
 
-func safeHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
-			return false
-		}
-	}
-	return true
-}
+// safeHeaderValue reports whether v can be written into a head: it would
+// not end the line (or the head) early.
+func safeHeaderValue(v string) bool { return httpsyntax.NoLineBreak(v) }
 
 func (w *h1Writer) Write(p []byte) (int, error) {
 	if w.hijacked {

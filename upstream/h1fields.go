@@ -91,14 +91,7 @@ func isToken(v string) bool { return httpsyntax.IsToken(v) }
 
 // validFieldValue reports whether v may be sent as a field value: no
 // control characters but HTAB (so no CR, LF or NUL), obs-text allowed.
-func validFieldValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
+func validFieldValue(v string) bool { return httpsyntax.ValidFieldValue(v) }
 
 // hasToken reports whether the comma-separated lists in values contain
 // token (case-insensitive), as in Connection: keep-alive, Upgrade.

@@ -284,14 +284,7 @@ func (h *respHead) parseContentLength(v []byte) error {
 
 // validValueBytes reports whether v holds only HTAB, SP, VCHAR and
 // obs-text.
-func validValueBytes(v []byte) bool {
-	for _, c := range v {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
+func validValueBytes(v []byte) bool { return httpsyntax.ValidFieldValue(v) }
 
 // equalFoldBytes compares ASCII case-insensitively without converting b
 // to a string.
