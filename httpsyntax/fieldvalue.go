@@ -12,12 +12,12 @@ const (
 	highs = 0x8080808080808080
 )
 
-// load8 reads 8 bytes of s from i, little-endian (one load once the
-// compiler combines them).
-func load8[S string | []byte](s S, i int) uint64 {
-	_ = s[i+7]
-	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+// load8 reads the first 8 bytes of p, little-endian (one load once the
+// compiler combines them; one bounds check).
+func load8[S string | []byte](p S) uint64 {
+	_ = p[7]
+	return uint64(p[0]) | uint64(p[1])<<8 | uint64(p[2])<<16 | uint64(p[3])<<24 |
+		uint64(p[4])<<32 | uint64(p[5])<<40 | uint64(p[6])<<48 | uint64(p[7])<<56
 }
 
 // below20 reports whether a byte of x is below 0x20 (a control
@@ -35,7 +35,7 @@ func hasDEL(x uint64) bool {
 func ValidFieldValue[S string | []byte](v S) bool {
 	i := 0
 	for ; i+8 <= len(v); i += 8 {
-		if x := load8(v, i); below20(x) || hasDEL(x) {
+		if x := load8(v[i:]); below20(x) || hasDEL(x) {
 			break
 		}
 	}
@@ -52,7 +52,7 @@ func ValidFieldValue[S string | []byte](v S) bool {
 func NoLineBreak[S string | []byte](v S) bool {
 	i := 0
 	for ; i+8 <= len(v); i += 8 {
-		if below20(load8(v, i)) {
+		if below20(load8(v[i:])) {
 			break
 		}
 	}
