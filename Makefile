@@ -58,14 +58,15 @@ FUZZ_TARGETS := \
 
 # The micro-benchmarks of make bench-micro, per package: route lookup,
 # the filter chain, header rewrites, sticky cookies, balancer picks,
-# access-log lines. (A -bench pattern is split at each /: the balancers'
+# access-log lines, field-value checks. (A -bench pattern is split at each /: the balancers'
 # second level is any balancer, the third serial or parallel.)
-MICRO_PKGS     := tlsedge filter session upstream logsink
+MICRO_PKGS     := tlsedge filter session upstream logsink httpsyntax
 MICRO_tlsedge  := ^Benchmark(RouteMatch|RouteLookup|AppChain|StickyCookie|StickyNewSession|AccessLogLine)$$
 MICRO_filter   := ^Benchmark(DefaultChain|HeaderRules|ResponseHeaders)$$
 MICRO_session  := ^Benchmark(Encode|Decode|SetCookie)$$
 MICRO_upstream := ^BenchmarkBalancerPick$$/./^(serial|parallel)$$
 MICRO_logsink  := ^BenchmarkAccessFormat$$
+MICRO_httpsyntax := ^BenchmarkFieldValue$$
 MICRO_BENCHTIME ?= 1s
 
 .PHONY: build build-openssl demo test test-deps vet unit fuzz bench bench-micro bench-smoke lint clean
