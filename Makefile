@@ -42,6 +42,7 @@ FUZZ_TARGETS := \
 	./upstream:FuzzReadResponseHead \
 	./upstream:FuzzChunkedBody \
 	./upstream:FuzzReadProxyHeader \
+	./upstream:FuzzIPv4Host \
 	./httpsyntax:FuzzParseChunkSize \
 	./httpsyntax:FuzzFieldValueChecks \
 	./filter:FuzzSaneID \

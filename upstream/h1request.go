@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -101,7 +100,7 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, addr string) error {
 
 	// The values httputil.ProxyRequest.SetXForwarded wrote before, plus
 	// RFC 7239 Forwarded.
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil && validFieldValue(ip) {
+	if ip, ok := clientHost(r.RemoteAddr); ok {
 		_, _ = bw.WriteString("X-Forwarded-For: ")
 		_, _ = bw.WriteString(ip)
 		_, _ = bw.WriteString("\r\n")

@@ -224,6 +224,9 @@ func appendForwarded(b []byte, r *http.Request) []byte {
 // IPv6 bracketed and quoted (section 6: ":" is not a token character), and
 // "unknown" (section 6.3) when the address is not an IP.
 func appendNode(b []byte, remoteAddr string) []byte {
+	if host, ok := ipv4Host(remoteAddr); ok {
+		return append(b, host...)
+	}
 	var ip netip.Addr
 	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil {
 		ip = ap.Addr()
