@@ -178,7 +178,7 @@ func (h *respHead) parseStatusLine(s []byte) error {
 		return errStatusLine
 	}
 	h.status = code
-	if len(s) > 12 && (s[12] != ' ' || !validValueBytes(s[13:])) {
+	if len(s) > 12 && (s[12] != ' ' || !httpsyntax.ValidFieldValue(s[13:])) {
 		return errStatusLine
 	}
 	return nil
@@ -230,7 +230,7 @@ func splitField(line []byte) (name, value []byte, err error) {
 		}
 	}
 	value = httpsyntax.TrimOWS(line[colon+1:])
-	if !validValueBytes(value) {
+	if !httpsyntax.ValidFieldValue(value) {
 		return nil, nil, errFieldValue
 	}
 	return name, value, nil
@@ -281,10 +281,6 @@ func (h *respHead) parseContentLength(v []byte) error {
 	}
 	return nil
 }
-
-// validValueBytes reports whether v holds only HTAB, SP, VCHAR and
-// obs-text.
-func validValueBytes(v []byte) bool { return httpsyntax.ValidFieldValue(v) }
 
 // equalFoldBytes compares ASCII case-insensitively without converting b
 // to a string.
