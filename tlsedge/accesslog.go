@@ -1,20 +1,19 @@
 package tlsedge
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
-	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tlsedge/tlsedge/logsink"
 )
 
-// accessEntry is one request, as the access log records it. It is passed
-// by value through a channel, so the request path never formats or writes.
+// accessEntry is one request, as the access log records it.
 type accessEntry struct {
 	Time     time.Time
 	ClientIP string
@@ -58,49 +57,77 @@ func (s stickyResult) String() string {
 	return "-"
 }
 
-// accessLog writes entries from one goroutine. Log never blocks: when the
-// writer falls behind by accessLogQueue entries, lines are dropped and
-// counted, because a stalled disk must not stall requests.
+// accessLog formats each entry on the request's goroutine into a shared
+// backlog and writes the backlog from one goroutine, in batches. The
+// request path never waits for the sink: when the backlog holds
+// accessLogBacklog bytes that the writer has not taken (a stalled disk or
+// collector), lines are dropped and counted.
+//
+// An earlier design sent each entry through a channel to the writer,
+// which formatted it. Under load that was a channel send and receive of a
+// 200-byte entry and a wake-up of the writer per few requests; now the
+// writer wakes once per accessLogWake bytes of lines (a few hundred
+// requests) or per accessLogFlush, whichever comes first, as the 64 KiB
+// buffer it wrote into already let lines wait.
 type accessLog struct {
-	ch      chan accessEntry
-	w       *bufio.Writer
-	out     io.Writer // under w: a logsink.Sink may count what it dropped
+	mu      sync.Mutex
+	backlog []byte // formatted lines the writer has not taken; under mu
+	spare   []byte // the writer's last batch, handed back as the next backlog; under mu
+	wake    chan struct{}
+	out     io.Writer
 	json    bool
 	custom  *logsink.AccessFormat // nil: text or json above
 	lines   bool                  // write each line on its own (syslog)
+	flush   time.Duration         // accessLogFlush; tests set it
 	dropped atomic.Uint64
 	done    chan struct{}
 }
 
 const (
-	accessLogQueue = 8192
+	// accessLogBacklog bounds the lines waiting for a slow sink (about
+	// 7,000 text lines).
+	accessLogBacklog = 1 << 20
+	// accessLogWake is the backlog that wakes the writer before its tick.
+	accessLogWake = 32 << 10
 	// accessLogFlush bounds how old an unwritten line can get.
 	accessLogFlush = time.Second
 )
 
 func newAccessLog(w io.Writer, json bool) *accessLog {
 	return &accessLog{
-		ch:   make(chan accessEntry, accessLogQueue),
-		w:    bufio.NewWriterSize(w, 64<<10),
-		out:  w,
-		json: json,
-		done: make(chan struct{}),
+		backlog: make([]byte, 0, accessLogWake+4096),
+		wake:    make(chan struct{}, 1),
+		flush:   accessLogFlush,
+		out:     w,
+		json:    json,
+		done:    make(chan struct{}),
 	}
 }
 
-// Log queues an entry; it never blocks.
-func (l *accessLog) Log(e accessEntry) {
+// Log formats an entry into the backlog; it never waits for the sink.
+func (l *accessLog) Log(e *accessEntry) {
 	if l == nil {
 		return
 	}
-	select {
-	case l.ch <- e:
-	default:
+	l.mu.Lock()
+	n := len(l.backlog)
+	if n >= accessLogBacklog {
+		l.mu.Unlock()
 		l.dropped.Add(1)
+		return
+	}
+	l.backlog = l.format(l.backlog, e)
+	full := n < accessLogWake && len(l.backlog) >= accessLogWake
+	l.mu.Unlock()
+	if full {
+		select {
+		case l.wake <- struct{}{}:
+		default: // already woken
+		}
 	}
 }
 
-// Dropped is the number of lines lost to a slow sink: those the queue
+// Dropped is the number of lines lost to a slow sink: those the backlog
 // here refused, and those the writer dropped itself when it counts them
 // (a logsink.Sink behind a file or syslog collector never blocks either).
 func (l *accessLog) Dropped() uint64 {
@@ -111,77 +138,63 @@ func (l *accessLog) Dropped() uint64 {
 	return n
 }
 
-// Run writes entries until ctx ends, then writes what is queued, flushes
-// and returns. Call it once.
+// Run writes the backlog when it passes accessLogWake, every
+// accessLogFlush, and once more when ctx ends; then it returns. Call it
+// once.
 func (l *accessLog) Run(ctx context.Context) {
 	defer close(l.done)
-	tick := time.NewTicker(accessLogFlush)
+	tick := time.NewTicker(l.flush)
 	defer tick.Stop()
-	buf := make([]byte, 0, 512)
 	for {
 		select {
-		case e := <-l.ch:
-			buf = l.write(buf, &e)
-			buf = l.catchUp(buf)
+		case <-l.wake:
 		case <-tick.C:
-			l.w.Flush() //nolint:errcheck
 		case <-ctx.Done():
-			for {
-				select {
-				case e := <-l.ch:
-					buf = l.format(buf[:0], &e)
-					l.w.Write(buf) //nolint:errcheck
-				default:
-					l.w.Flush() //nolint:errcheck
-					return
-				}
-			}
+			l.writeBacklog()
+			return
 		}
+		l.writeBacklog()
 	}
 }
 
-// write formats and writes one entry; buf is the scratch line.
-func (l *accessLog) write(buf []byte, e *accessEntry) []byte {
-	buf = l.format(buf[:0], e)
-	l.w.Write(buf) //nolint:errcheck // a failing sink drops lines; nothing else to do
-	if l.lines {
-		l.w.Flush() //nolint:errcheck // one syslog message per line
+// writeBacklog takes the backlog, leaving the previous batch's buffer in
+// its place, and writes it outside the lock.
+func (l *accessLog) writeBacklog() {
+	l.mu.Lock()
+	batch := l.backlog
+	l.backlog, l.spare = l.spare[:0], nil
+	l.mu.Unlock()
+	if len(batch) > 0 {
+		l.writeBatch(batch)
 	}
-	return buf
+	if cap(batch) > 4*accessLogWake {
+		batch = nil // after a stall: do not keep a megabyte for good
+	}
+	l.mu.Lock()
+	l.spare = batch
+	l.mu.Unlock()
 }
 
-// catchUpYields bounds how long catchUp keeps the writer off the select
-// (ticks and shutdown wait meanwhile).
-const catchUpYields = 64
-
-// catchUp writes what else is queued before the writer parks again. An
-// entry sent to a writer parked in Run's select wakes it: under load that
-// was a wake-up, a goroutine switch and a three-channel select per
-// request. Yielding once instead lets the request goroutines run and
-// queue more, which are then taken without parking; the writer parks only
-// when a yield brought nothing. With nothing else runnable, the yield
-// returns at once.
-func (l *accessLog) catchUp(buf []byte) []byte {
-	for range catchUpYields {
-		runtime.Gosched()
-		n := 0
-		for more := true; more; {
-			select {
-			case e := <-l.ch:
-				buf = l.write(buf, &e)
-				n++
-			default:
-				more = false
-			}
-		}
-		if n == 0 {
-			break
-		}
+// writeBatch writes whole lines: at once to a file, one by one to a sink
+// that makes a message of each write (syslog). Every line ends in its
+// only '\n': formats escape control characters in fields and refuse them
+// in literals.
+func (l *accessLog) writeBatch(b []byte) {
+	if !l.lines {
+		l.out.Write(b) //nolint:errcheck // a failing sink drops lines; nothing else to do
+		return
 	}
-	return buf
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n') + 1
+		if i == 0 {
+			i = len(b)
+		}
+		l.out.Write(b[:i]) //nolint:errcheck
+		b = b[i:]
+	}
 }
 
-// Wait returns when Run has flushed and stopped.
+// Wait returns when Run has written the backlog and stopped.
 func (l *accessLog) Wait() { <-l.done }
 
 func (l *accessLog) format(b []byte, e *accessEntry) []byte {

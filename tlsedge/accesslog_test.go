@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -49,18 +50,78 @@ func TestAccessLogJSON(t *testing.T) {
 func TestAccessLogFlushesOnShutdownAndDropsWhenFull(t *testing.T) {
 	var buf bytes.Buffer
 	l := newAccessLog(&buf, false)
-	// Nobody is writing yet: the queue fills, then lines are dropped.
-	for range accessLogQueue + 10 {
-		l.Log(sampleEntry())
+	// Nobody is writing yet: the backlog fills, then lines are dropped.
+	e := sampleEntry()
+	lineLen := len(formatText(nil, &e))
+	const total = 10000
+	for range total {
+		l.Log(&e)
 	}
-	if l.Dropped() != 10 {
-		t.Errorf("dropped %d, want 10", l.Dropped())
+	kept := (accessLogBacklog + lineLen - 1) / lineLen
+	if l.Dropped() != total-uint64(kept) {
+		t.Errorf("dropped %d, want %d", l.Dropped(), total-kept)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	l.Run(ctx) // drains and flushes, then returns
-	if n := strings.Count(buf.String(), "\n"); n != accessLogQueue {
-		t.Errorf("wrote %d lines, want %d", n, accessLogQueue)
+	l.Run(ctx) // writes the backlog, then returns
+	if n := strings.Count(buf.String(), "\n"); n != kept {
+		t.Errorf("wrote %d lines, want %d", n, kept)
+	}
+	if !strings.HasPrefix(buf.String(), string(formatText(nil, &e))) {
+		t.Errorf("first line %q", buf.String()[:lineLen])
+	}
+}
+
+// writeRecorder keeps each Write as it came, as a syslog sink makes one
+// message of each.
+type writeRecorder struct {
+	mu     sync.Mutex
+	writes []string
+}
+
+func (w *writeRecorder) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes = append(w.writes, string(p))
+	return len(p), nil
+}
+
+func (w *writeRecorder) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.writes...)
+}
+
+// A backlog past accessLogWake is written without waiting for the tick,
+// and a sink that wants lines gets one line per write.
+func TestAccessLogWakesOnBacklogOneLinePerWrite(t *testing.T) {
+	w := &writeRecorder{}
+	l := newAccessLog(w, false)
+	l.lines = true
+	l.flush = time.Hour // only the backlog can wake the writer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); l.Wait() }()
+	go l.Run(ctx)
+	e := sampleEntry()
+	line := string(formatText(nil, &e))
+	n := accessLogWake/len(line) + 1
+	for i := range n {
+		e.Status = 200 + i%100
+		l.Log(&e)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(w.all()) < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	writes := w.all()
+	if len(writes) != n {
+		t.Fatalf("%d writes with no tick, want %d (one per line)", len(writes), n)
+	}
+	for i, got := range writes {
+		e.Status = 200 + i%100
+		if want := string(formatText(nil, &e)); got != want {
+			t.Fatalf("write %d: %q, want %q", i, got, want)
+		}
 	}
 }
 

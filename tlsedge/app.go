@@ -201,7 +201,7 @@ func (a *appHandler) logAccess(x *exchange, r *http.Request, end time.Time) {
 	if r.TLS != nil {
 		e.TLS = r.TLS.Version
 	}
-	a.access.Log(e)
+	a.access.Log(&e)
 }
 
 // exchange is one request's state, and the ResponseWriter the proxy writes

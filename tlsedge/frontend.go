@@ -110,5 +110,5 @@ func (s *Server) logRefused(r *http.Request, he *headError) {
 	if r.TLS != nil {
 		e.TLS = r.TLS.Version
 	}
-	s.access.Log(e)
+	s.access.Log(&e)
 }

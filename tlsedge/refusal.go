@@ -96,7 +96,7 @@ func (a *appHandler) logRefusal(w *refusalWriter, r *http.Request) {
 	if r.TLS != nil {
 		e.TLS = r.TLS.Version
 	}
-	a.access.Log(e)
+	a.access.Log(&e)
 }
 
 // logFront writes the access-log line of a request the frontend filters
@@ -116,5 +116,5 @@ func (snap *snapshot) logFront(w *refusalWriter, r *http.Request) {
 	if r.TLS != nil {
 		e.TLS = r.TLS.Version
 	}
-	snap.access.Log(e)
+	snap.access.Log(&e)
 }

@@ -150,7 +150,7 @@ func (snap *snapshot) logLocal(r *http.Request, res lookupResult) {
 	if r.TLS != nil {
 		e.TLS = r.TLS.Version
 	}
-	snap.access.Log(e)
+	snap.access.Log(&e)
 }
 
 // routingPath is the path a request is routed on: its normal form (with

@@ -241,7 +241,7 @@ func (s *Server) serveTCPConn(ctx context.Context, listen string, c net.Conn) {
 		if res.Backend != nil {
 			e.Backend = res.Backend.ID()
 		}
-		s.access.Log(e)
+		s.access.Log(&e)
 	}
 }
 
