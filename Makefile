@@ -45,6 +45,7 @@ FUZZ_TARGETS := \
 	./upstream:FuzzIPv4Host \
 	./httpsyntax:FuzzParseChunkSize \
 	./httpsyntax:FuzzFieldValueChecks \
+	./httpsyntax:FuzzEqualFieldName \
 	./filter:FuzzSaneID \
 	./filter:FuzzRewriteLocation \
 	./filter:FuzzParsePrefix \

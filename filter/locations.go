@@ -3,6 +3,8 @@ package filter
 import (
 	"net/http"
 	"strings"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // Backends that build absolute URLs from their own address (a redirect to
@@ -95,17 +97,20 @@ func dropCookieDomain(v string, hosts []string) string {
 // hasDomainAttr reports whether v may have a Domain attribute: an
 // attribute, after a ';' and optional spaces, whose name starts "domain"
 // in any case. It errs towards yes; rewriteCookieDomain decides.
-func hasDomainAttr(v string) bool {
-	for {
-		i := strings.IndexByte(v, ';')
-		if i < 0 {
-			return false
+func hasDomainAttr[T ~string | ~[]byte](v T) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] != ';' {
+			continue
 		}
-		v = strings.TrimLeft(v[i+1:], " \t")
-		if len(v) >= 6 && strings.EqualFold(v[:6], "domain") {
+		j := i + 1
+		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
+			j++
+		}
+		if len(v)-j >= 6 && httpsyntax.EqualFieldName(v[j:j+6], "domain") {
 			return true
 		}
 	}
+	return false
 }
 
 // rewriteURLs applies the rewrites to the response head h of request r.

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // ResponseHeadersConfig says what to take out of and put into every
@@ -132,6 +134,9 @@ func (w *respWriter) apply() {
 		return
 	}
 	w.done = true
+	if rf := httpsyntax.RawFieldsOf(w.ResponseWriter, false); rf != nil && w.applyRaw(rf) {
+		return
+	}
 	h := w.ResponseWriter.Header()
 	// One pass over the head's few keys, rather than a hashed delete per
 	// hidden name and a lookup per field that may carry a backend URL.
@@ -158,6 +163,92 @@ func (w *respWriter) apply() {
 	if w.id != nil {
 		h[RequestIDHeader] = w.id
 	}
+}
+
+// applyRaw is apply on the field lines of a backend's head that go out
+// unparsed (httpsyntax.RawFields): the same removals, replacements and
+// additions. It reports false when the head needs apply's map after all
+// (a field that may carry a backend URL to rewrite); what it changed by
+// then, apply would change the same way.
+func (w *respWriter) applyRaw(rf *httpsyntax.RawFields) bool {
+	rewrite := len(w.f.backends) > 0
+	hsts := w.f.hsts != nil && w.r.TLS != nil
+	for i := range rf.Len() {
+		name := rf.Name(i)
+		if w.f.hiddenName(name) || w.replaces(name, hsts) {
+			rf.Drop(i)
+			continue
+		}
+		if rewrite && carriesURLName(name) {
+			if !httpsyntax.EqualFieldName(name, "Set-Cookie") || hasDomainAttr(rf.Value(i)) {
+				return false
+			}
+		}
+	}
+	for i := range rf.NumAdded() {
+		name, vs := rf.Added(i)
+		if w.f.hidden(name) {
+			return false // a field the proxy added, hidden by configuration: rare
+		}
+		if rewrite && carriesURL(name) {
+			for _, v := range vs {
+				if name != "Set-Cookie" || hasDomainAttr(v) {
+					return false
+				}
+			}
+		}
+	}
+	if hsts {
+		rf.DropAdded("Strict-Transport-Security") // the lines went in the loop
+		rf.Add("Strict-Transport-Security", w.f.hsts)
+	}
+	for _, hv := range w.f.set {
+		rf.DropAdded(hv.name)
+		rf.Add(hv.name, hv.value)
+	}
+	if w.id != nil {
+		rf.DropAdded(RequestIDHeader)
+		rf.Add(RequestIDHeader, w.id)
+	}
+	return true
+}
+
+// replaces reports whether the filter sets the field name, replacing the
+// backend's.
+func (w *respWriter) replaces(name []byte, hsts bool) bool {
+	if w.id != nil && httpsyntax.EqualFieldName(name, RequestIDHeader) ||
+		hsts && httpsyntax.EqualFieldName(name, "Strict-Transport-Security") {
+		return true
+	}
+	for _, hv := range w.f.set {
+		if httpsyntax.EqualFieldName(name, hv.name) {
+			return true
+		}
+	}
+	return false
+}
+
+// hiddenName is hidden for a field name in any letter case.
+func (f *respFilter) hiddenName(name []byte) bool {
+	if f.removeLens&(1<<min(len(name), 63)) == 0 {
+		return false
+	}
+	for _, n := range f.remove {
+		if httpsyntax.EqualFieldName(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// carriesURLName is carriesURL for a field name in any letter case.
+func carriesURLName(name []byte) bool {
+	for _, k := range [...]string{"Location", "Content-Location", "Refresh", "Set-Cookie"} {
+		if httpsyntax.EqualFieldName(name, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // hidden reports whether the response field k is one the filter removes.
@@ -206,3 +297,11 @@ func (w *respWriter) Flush() { _ = w.FlushError() }
 
 // Unwrap lets http.ResponseController reach Hijack.
 func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// RawFields passes the writer's raw fields through: apply works on them.
+func (w *respWriter) RawFields(take bool) *httpsyntax.RawFields {
+	if w.done {
+		return nil // applied already: fields taken now would miss it
+	}
+	return httpsyntax.RawFieldsOf(w.ResponseWriter, take)
+}

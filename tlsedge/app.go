@@ -12,6 +12,8 @@ import (
 	"github.com/tlsedge/tlsedge/filter"
 	"github.com/tlsedge/tlsedge/session"
 	"github.com/tlsedge/tlsedge/upstream"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // appHandler serves one app: sticky affinity, then the upstream proxy,
@@ -255,6 +257,15 @@ func (x *exchange) Write(p []byte) (int, error) {
 
 // Unwrap lets http.NewResponseController reach Flush and Hijack.
 func (x *exchange) Unwrap() http.ResponseWriter { return x.w }
+
+// RawFields passes the writer's raw fields through (the sticky cookie is
+// added to them); see httpsyntax.RawFieldsWriter.
+func (x *exchange) RawFields(take bool) *httpsyntax.RawFields {
+	if x.status != 0 {
+		return nil // the head went out, or its cookie was decided without them
+	}
+	return httpsyntax.RawFieldsOf(x.w, take)
+}
 
 // Generated marks the answer as tlsedge's own (a 502 or 503 page of the
 // proxy), for the error_page filter.

@@ -33,6 +33,10 @@ type h1Writer struct {
 	hijacked    bool
 	err         error // first write error: the client is gone
 	scratch     []byte
+	// raw holds a backend's field lines that WriteHeader sends as they
+	// came (rawOn), unless something asks for Header first.
+	raw   httpsyntax.RawFields
+	rawOn bool
 }
 
 var (
@@ -42,6 +46,8 @@ var (
 	_              http.ResponseWriter = (*h1Writer)(nil)
 	_              http.Flusher        = (*h1Writer)(nil)
 	_              http.Hijacker       = (*h1Writer)(nil)
+
+	_ httpsyntax.RawFieldsWriter = (*h1Writer)(nil)
 )
 
 func (w *h1Writer) reset(head bool, closeAfter bool) {
@@ -49,9 +55,38 @@ func (w *h1Writer) reset(head bool, closeAfter bool) {
 	w.status, w.wroteHeader, w.head = 0, false, head
 	w.chunked, w.noBody, w.declared, w.written = false, false, -1, 0
 	w.closeAfter, w.hijacked, w.err = closeAfter, false, nil
+	w.rawOn = false
 }
 
-func (w *h1Writer) Header() http.Header { return w.hdr }
+// Header returns the response's header map, with any raw fields taken
+// into it first.
+func (w *h1Writer) Header() http.Header {
+	if w.rawOn {
+		w.rawOn = false
+		w.raw.CopyTo(w.hdr)
+	}
+	return w.hdr
+}
+
+// RawFields implements httpsyntax.RawFieldsWriter.
+func (w *h1Writer) RawFields(take bool) *httpsyntax.RawFields {
+	switch {
+	case !take && w.rawOn:
+		return &w.raw
+	case take && !w.wroteHeader && !w.hijacked && len(w.hdr) == 0:
+		w.rawOn = true
+		return &w.raw
+	}
+	return nil
+}
+
+// rawHead reports whether WriteHeader(code) can send the raw fields as
+// they are. The other cases (no body, HEAD, HTTP/1.0 clients, 1xx) go
+// through the map, where their rules are.
+func (w *h1Writer) rawHead(code int) bool {
+	return w.rawOn && code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified &&
+		!w.head && w.conn.req.ProtoMinor == 1 && w.raw.Length >= 0
+}
 
 func (w *h1Writer) WriteHeader(code int) {
 	if w.wroteHeader || w.hijacked {
@@ -69,9 +104,13 @@ func (w *h1Writer) WriteHeader(code int) {
 		w.writeInterim(code)
 		return
 	}
+	if w.rawHead(code) {
+		w.writeRawHead(code)
+		return
+	}
+	h := w.Header()
 	w.wroteHeader = true
 	w.status = code
-	h := w.hdr
 	w.declared = -1
 	if cl := h["Content-Length"]; len(cl) == 1 {
 		if n, ok := parseContentLength(cl[0]); ok {
@@ -135,11 +174,44 @@ func (w *h1Writer) writeInterim(code int) {
 	b = append(b, ' ')
 	b = append(b, http.StatusText(code)...)
 	b = append(b, "\r\n"...)
-	b = appendHeaderFields(b, w.hdr)
+	b = appendHeaderFields(b, w.Header())
 	b = append(b, "\r\n"...)
 	w.scratch = b
 	w.write(b)
 	w.flush()
+}
+
+// writeRawHead is WriteHeader for a sized response to an HTTP/1.1 client
+// whose fields came raw from a backend: the lines go out as they came,
+// with the ones the proxy and filters dropped left out and the ones they
+// added after them. The proxy has left out the hop-by-hop fields and
+// Transfer-Encoding.
+func (w *h1Writer) writeRawHead(code int) {
+	w.wroteHeader = true
+	w.status = code
+	w.declared = w.raw.Length
+	if w.conn.srv.shuttingDown.Load() || w.conn.body.err != nil {
+		w.closeAfter = true
+	}
+	b := w.scratch[:0]
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(code)...)
+	b = append(b, "\r\n"...)
+	if !w.raw.Has("Date") {
+		b = append(b, "Date: "...)
+		b = append(b, w.conn.srv.dates.now()...)
+		b = append(b, "\r\n"...)
+	}
+	if w.closeAfter {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	b = w.raw.AppendTo(b)
+	b = append(b, "\r\n"...)
+	w.rawOn = false // the lines alias the backend's buffer: done with them
+	w.scratch = b
+	w.write(b)
 }
 
 // appendHeaderFields serialises h, dropping fields whose names or values
@@ -268,7 +340,7 @@ func (w *h1Writer) finish() bool {
 		return false
 	}
 	if !w.wroteHeader {
-		if w.declared < 0 && w.hdr["Content-Length"] == nil && !w.head {
+		if w.declared < 0 && w.Header()["Content-Length"] == nil && !w.head {
 			w.hdr["Content-Length"] = zeroLength
 		}
 		w.WriteHeader(http.StatusOK)

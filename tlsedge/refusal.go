@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/tlsedge/tlsedge/filter"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // refusalWriter sits under every filter (the server puts it in front of
@@ -51,6 +53,11 @@ func (w *refusalWriter) Write(p []byte) (int, error) {
 
 // Unwrap lets http.NewResponseController reach Flush and Hijack.
 func (w *refusalWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// RawFields passes the writer's raw fields through.
+func (w *refusalWriter) RawFields(take bool) *httpsyntax.RawFields {
+	return httpsyntax.RawFieldsOf(w.ResponseWriter, take)
+}
 
 // markServed tells the refusalWriter beneath w's filter wrappers that
 // the request's line is written by whoever has it now (serve, routing).

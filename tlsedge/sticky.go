@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/tlsedge/tlsedge/session"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // stickyCodec reads and writes one app's sticky cookie around the proxy.
@@ -206,6 +208,10 @@ func (c *stickyCodec) setCookie(x *exchange) {
 	}
 	if err != nil {
 		x.app.log.WithError(err).Error("sticky cookie not set")
+		return
+	}
+	if rf := httpsyntax.RawFieldsOf(x.w, false); rf != nil {
+		rf.Add("Set-Cookie", v) // after the backend's, as below
 		return
 	}
 	h := x.w.Header()

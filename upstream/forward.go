@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // serveH1 forwards r over the package's own HTTP/1.1 client: one goroutine,
@@ -308,7 +310,16 @@ func (st *attempt) exchange(w http.ResponseWriter, r *http.Request, c *h1Conn, b
 		return errClientGone
 	}
 	o := bodyOut{w: w, stream: f == bodyChunked || f == bodyToEOF}
-	if copyFields(w.Header(), &h, f) {
+	if rf := httpsyntax.RawFieldsOf(w, true); rf != nil {
+		// The writer sends the lines as they came unless a layer asks
+		// for the map; the lines alias c.br, unread until WriteHeader.
+		ok, stream := fillRaw(rf, &h, f)
+		if !ok {
+			rf.Reset(nil, -1)
+			stream = copyFields(w.Header(), &h, f)
+		}
+		o.stream = o.stream || stream
+	} else if copyFields(w.Header(), &h, f) {
 		o.stream = true
 	}
 	w.WriteHeader(h.status)

@@ -364,6 +364,46 @@ func copyFields(dst http.Header, h *respHead, f framing) (eventStream bool) {
 	return eventStream
 }
 
+// fillRaw puts a validated head's end-to-end fields into rf as they
+// stand, for a writer that sends them without an http.Header (see
+// httpsyntax.RawFields): the lines copyFields would leave out are dropped.
+// It reports false, with rf to be ignored, for the heads only copyFields
+// handles: a body that is not sized (chunked bodies carry trailers through
+// the map), a Content-Length to normalise ("5, 5", or on several lines),
+// a Connection naming other fields, more than httpsyntax.MaxRawLines lines.
+func fillRaw(rf *httpsyntax.RawFields, h *respHead, f framing) (ok, eventStream bool) {
+	if f != bodySized || h.connList || h.fields > httpsyntax.MaxRawLines {
+		return false, false
+	}
+	rf.Reset(h.block, h.length)
+	b, start, lengths := h.block, 0, 0
+	for start < len(b) {
+		end := start + bytes.Index(b[start:], crlf)
+		colon := start + bytes.IndexByte(b[start:end], ':')
+		rf.AddLine(start, colon, end)
+		name := b[start:colon]
+		switch classifyField(string(name)) {
+		case fieldContentLength:
+			lengths++
+			if v := rf.Value(rf.Len() - 1); lengths > 1 || bytes.IndexByte(v, ',') >= 0 {
+				return false, false
+			}
+		case fieldPlain, fieldHost, fieldForwarded:
+			if len(name) == 12 && httpsyntax.EqualFieldName(name, "Content-Type") {
+				if v := rf.Value(rf.Len() - 1); len(v) >= 17 && httpsyntax.EqualFieldName(v[:17], "text/event-stream") {
+					eventStream = true
+				}
+			}
+		default: // hop-by-hop, and Trailer without a chunked body
+			rf.Drop(rf.Len() - 1)
+		}
+		start = end + 2
+	}
+	return true, eventStream
+}
+
+var crlf = []byte("\r\n")
+
 // connectionValues collects the values of the Connection fields of a
 // validated block (rare: only when Connection names other fields).
 func connectionValues(s string) []string {

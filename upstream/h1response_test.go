@@ -12,6 +12,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"reflect"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // cannedProxy puts a proxy in front of a raw backend that answers every
@@ -240,6 +244,7 @@ func FuzzReadResponseHead(f *testing.F) {
 		"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nset-cookie: a\r\nSet-Cookie: b\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\n\r\n",
 		"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+		"HTTP/1.1 200 OK\r\nServer: x\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nx-lower: 1\r\nContent-Length: 2\r\nContent-Type: text/event-stream\r\n\r\nhi",
 	} {
 		f.Add([]byte(s))
 	}
@@ -287,7 +292,51 @@ func FuzzReadResponseHead(f *testing.F) {
 		if cl, ok := dst["Content-Length"]; ok && (len(cl) != 1 || h.length < 0) {
 			t.Fatalf("Content-Length %q with parsed length %d", cl, h.length)
 		}
+		checkRawFields(t, &h, dst)
 	})
+}
+
+// checkRawFields checks fillRaw against copyFields on the same head: the
+// fields a writer sends raw stand for the same header, and written out
+// they are whole lines that parse back to it.
+func checkRawFields(t *testing.T, h *respHead, want http.Header) {
+	t.Helper()
+	f := h.framing(http.MethodGet)
+	wantStream := copyFields(http.Header{}, h, f)
+	var rf httpsyntax.RawFields
+	ok, stream := fillRaw(&rf, h, f)
+	if !ok {
+		if f == bodySized && !h.connList && h.fields <= httpsyntax.MaxRawLines && !bytes.Contains(bytes.ToLower(h.block), []byte("content-length")) {
+			t.Fatalf("fillRaw refused a sized head without Content-Length trouble: %q", h.block)
+		}
+		return
+	}
+	if stream != wantStream {
+		t.Fatalf("event stream %v, copyFields %v", stream, wantStream)
+	}
+	if rf.Length != h.length {
+		t.Fatalf("length %d, head %d", rf.Length, h.length)
+	}
+	got := http.Header{}
+	rf.CopyTo(got)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("raw fields %q\ncopyFields %q", got, want)
+	}
+	out := rf.AppendTo(nil)
+	back := http.Header{}
+	for len(out) > 0 {
+		line, rest, found := bytes.Cut(out, []byte("\r\n"))
+		if !found || bytes.ContainsAny(line, "\r\n") {
+			t.Fatalf("written lines %q", rf.AppendTo(nil))
+		}
+		name, value, _ := bytes.Cut(line, []byte(":"))
+		k := http.CanonicalHeaderKey(string(name))
+		back[k] = append(back[k], strings.Trim(string(value), " \t"))
+		out = rest
+	}
+	if !reflect.DeepEqual(back, want) {
+		t.Fatalf("written %q\ncopyFields %q", back, want)
+	}
 }
 
 // FuzzChunkedBody feeds any bytes to the chunked decoder: it must not

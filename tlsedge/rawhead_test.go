@@ -1,0 +1,123 @@
+package tlsedge
+
+import (
+	"bufio"
+	"crypto/tls"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlsedge/tlsedge/config"
+)
+
+// rawBackend answers every request on a connection with resp, as written,
+// keeping the connection; it returns its address.
+func rawBackend(t *testing.T, resp string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					for {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if line == "\r\n" {
+							break
+						}
+					}
+					if _, err := io.WriteString(c, resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// An HTTP/1.1 client gets a backend's fields as the backend wrote them
+// (its letter case and order), without the hop-by-hop ones and with the
+// gateway's own changes, on every request of a kept connection.
+func TestH1ResponseFieldsPassRaw(t *testing.T) {
+	const date = "Mon, 30 Nov 2026 20:00:00 GMT"
+	be := rawBackend(t, "HTTP/1.1 200 OK\r\n"+
+		"server: nginx/1.22.1\r\n"+
+		"Date: "+date+"\r\n"+
+		"content-type: text/plain\r\n"+
+		"Connection: keep-alive\r\n"+
+		"Keep-Alive: timeout=60\r\n"+
+		"x-lower-case: kept\r\n"+
+		"X-Request-Id: from-backend\r\n"+
+		"Content-Length: 5\r\n"+
+		"\r\nhello")
+	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"raw.example.com"},
+		Backends: []config.Backend{{Addr: be}}, Sticky: &config.Sticky{}}}})
+	c, err := tls.Dial("tcp", g.srv.TLSAddr().String(), &tls.Config{ServerName: "raw.example.com", RootCAs: g.roots, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second)) //nolint:errcheck
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: raw.example.com\r\nX-Request-Id: client-"+string(rune('a'+i))+"\r\n\r\n") //nolint:errcheck
+		var lines []string
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("request %d: %v after %q", i, err, lines)
+			}
+			if line == "\r\n" {
+				break
+			}
+			lines = append(lines, strings.TrimSuffix(line, "\r\n"))
+		}
+		body := make([]byte, 5)
+		if _, err := io.ReadFull(br, body); err != nil || string(body) != "hello" {
+			t.Fatalf("request %d: body %q, %v", i, body, err)
+		}
+		head := strings.Join(lines, "\n")
+		if lines[0] != "HTTP/1.1 200 OK" {
+			t.Fatalf("request %d: status line %q", i, lines[0])
+		}
+		for _, want := range []string{
+			"\ncontent-type: text/plain\n", // as the backend spelled it: the raw path
+			"\nx-lower-case: kept\n",
+			"\nDate: " + date + "\n", // the backend's, and only it
+			"\nContent-Length: 5\n",
+			"\nStrict-Transport-Security: max-age=31536000\n",
+			"\nX-Request-Id: client-" + string(rune('a'+i)) + "\n",
+			"\nSet-Cookie: tlsedge_sticky=",
+		} {
+			if !strings.Contains(head+"\n", want) {
+				t.Errorf("request %d: no %q in\n%s", i, strings.TrimSpace(want), head)
+			}
+		}
+		for _, gone := range []string{"server:", "connection:", "keep-alive:", "from-backend"} {
+			if strings.Contains(strings.ToLower(head), gone) {
+				t.Errorf("request %d: %q passed:\n%s", i, gone, head)
+			}
+		}
+		if n := strings.Count(head, "\nDate: "); n != 1 {
+			t.Errorf("request %d: %d Date lines", i, n)
+		}
+		if strings.Index(head, "content-type") > strings.Index(head, "x-lower-case") {
+			t.Errorf("request %d: the backend's order changed:\n%s", i, head)
+		}
+	}
+}
