@@ -41,6 +41,15 @@ func (f *RawFields) Reset(block []byte, length int64) {
 	f.block, f.lines, f.drop, f.add, f.Length = block, f.lines[:0], 0, f.add[:0], length
 }
 
+// Own copies the block into buf and keeps the copy, for a writer that
+// sends the head after the backend's buffer has moved on; it returns the
+// copy for reuse.
+func (f *RawFields) Own(buf []byte) []byte {
+	buf = append(buf[:0], f.block...)
+	f.block = buf
+	return buf
+}
+
 // AddLine records a field line of the block: its name is
 // block[start:colon], its value what follows the colon up to end (the
 // CRLF excluded), with optional whitespace trimmed. It reports false when

@@ -1,6 +1,7 @@
 package tlsedge
 
 import (
+	"net/http"
 	"strconv"
 )
 
@@ -164,6 +165,49 @@ func (c *h2SrvConn) appendLiteral(f h2RespField, v string) {
 	}
 	c.block = appendHpackString(c.block, v)
 }
+
+// encodeRawField adds one field line of a backend's head, its name in any
+// letter case: as encodeField would, with the static table's name index
+// when it has one.
+func (c *h2SrvConn) encodeRawField(name, value []byte) {
+	var low [64]byte
+	if len(name) > len(low) {
+		c.encodeField(http.CanonicalHeaderKey(string(name)), []string{string(value)})
+		return
+	}
+	lower := low[:len(name)]
+	for i, b := range name {
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		lower[i] = b
+	}
+	f, ok := h2RespFieldsLower[string(lower)]
+	if f.skip {
+		return
+	}
+	prefix := byte(0x00)
+	if f.never {
+		prefix = 0x10
+	}
+	switch {
+	case ok && f.static != 0:
+		c.block = appendHpackInt(c.block, prefix, 4, uint64(f.static))
+	default:
+		c.block = append(c.block, prefix)
+		c.block = appendHpackString(c.block, lower)
+	}
+	c.block = appendHpackString(c.block, value)
+}
+
+// h2RespFieldsLower is h2RespFields by lower-case name.
+var h2RespFieldsLower = func() map[string]h2RespField {
+	m := make(map[string]h2RespField, len(h2RespFields))
+	for _, f := range h2RespFields {
+		m[f.lower] = f
+	}
+	return m
+}()
 
 // encodeLength adds a Content-Length field.
 func (c *h2SrvConn) encodeLength(n int) {

@@ -40,6 +40,13 @@ type h2RespWriter struct {
 	ended          bool          // END_STREAM sent (or the stream abandoned)
 	resetCode      http2.ErrCode // RST_STREAM instead of a clean end (a body cut short, a panic)
 	err            error
+	// raw holds a backend's field lines that the head encodes as they
+	// came (rawOn), unless something asks for Header first; rawBlock is
+	// its own copy of them from WriteHeader on, as the backend's buffer
+	// moves on while the body is read.
+	raw      httpsyntax.RawFields
+	rawOn    bool
+	rawBlock []byte
 }
 
 // h2WriterBuf is how much of a body is held back so that a small response
@@ -49,17 +56,40 @@ const h2WriterBuf = 4 << 10
 var (
 	_ http.ResponseWriter = (*h2RespWriter)(nil)
 	_ http.Flusher        = (*h2RespWriter)(nil)
+
+	_ httpsyntax.RawFieldsWriter = (*h2RespWriter)(nil)
 )
 
 func (w *h2RespWriter) reset(st *h2Stream, head bool) {
-	hdr, buf := w.hdr, w.buf[:0]
-	*w = h2RespWriter{st: st, c: st.c, hdr: hdr, buf: buf, head: head, declared: -1, autoLength: -1}
+	hdr, buf, raw, rawBlock := w.hdr, w.buf[:0], w.raw, w.rawBlock
+	*w = h2RespWriter{st: st, c: st.c, hdr: hdr, buf: buf, head: head, declared: -1, autoLength: -1,
+		raw: raw, rawBlock: rawBlock}
 	if w.buf == nil {
 		w.buf = make([]byte, 0, h2WriterBuf)
 	}
 }
 
-func (w *h2RespWriter) Header() http.Header { return w.hdr }
+// Header returns the response's header map, with any raw fields taken
+// into it first.
+func (w *h2RespWriter) Header() http.Header {
+	if w.rawOn {
+		w.rawOn = false
+		w.raw.CopyTo(w.hdr)
+	}
+	return w.hdr
+}
+
+// RawFields implements httpsyntax.RawFieldsWriter.
+func (w *h2RespWriter) RawFields(take bool) *httpsyntax.RawFields {
+	switch {
+	case !take && w.rawOn:
+		return &w.raw
+	case take && !w.wroteHeader && !w.ended && len(w.hdr) == 0:
+		w.rawOn = true
+		return &w.raw
+	}
+	return nil
+}
 
 func (w *h2RespWriter) WriteHeader(code int) {
 	if w.wroteHeader || w.ended {
@@ -76,9 +106,17 @@ func (w *h2RespWriter) WriteHeader(code int) {
 		}
 		return
 	}
+	if w.rawOn && code != http.StatusNoContent && code != http.StatusNotModified && !w.head && w.raw.Length >= 0 {
+		// A sized response whose fields go out as the backend sent them.
+		w.rawBlock = w.raw.Own(w.rawBlock)
+		w.wroteHeader = true
+		w.status = code
+		w.declared = w.raw.Length
+		return
+	}
+	h := w.Header()
 	w.wroteHeader = true
 	w.status = code
-	h := w.hdr
 	if cl := h["Content-Length"]; len(cl) == 1 {
 		if n, ok := parseContentLength(cl[0]); ok {
 			w.declared = n
@@ -189,7 +227,12 @@ func (w *h2RespWriter) send(p []byte, end bool) error {
 			c.wmu.Unlock()
 			return w.fail(errH2StreamClosed)
 		}
-		if !w.sentHeader {
+		if !w.sentHeader && w.rawOn {
+			c.encodeRawHead(w.status, &w.raw)
+			w.rawOn = false
+			c.writeBlockLocked(st.id, last && left == 0)
+			w.sentHeader = true
+		} else if !w.sentHeader {
 			if c.encodeHead(w.status, w.hdr, w.autoLength) {
 				// Trailers follow: the stream does not end here.
 				w.prefixTrailers = true
@@ -307,7 +350,7 @@ func (w *h2RespWriter) sendInterim(code int) {
 	if c.lockWriter() && !w.st.reset.Load() {
 		c.encodeStatus(code)
 		if code != http.StatusContinue {
-			for k, vs := range w.hdr {
+			for k, vs := range w.Header() {
 				c.encodeField(k, vs)
 			}
 		}
@@ -343,6 +386,26 @@ func (c *h2SrvConn) encodeHead(status int, h http.Header, length int) (prefixTra
 		c.encodeDate()
 	}
 	return prefixTrailers
+}
+
+// encodeRawHead encodes a head whose fields came raw from a backend
+// (httpsyntax.RawFields) into c.block (under wmu): the kept lines in their
+// order, names in lower case, then the added fields; Date unless set. The
+// proxy has left out the connection-specific fields, and the lines are
+// validated.
+func (c *h2SrvConn) encodeRawHead(status int, rf *httpsyntax.RawFields) {
+	c.encodeStatus(status)
+	for i := range rf.Len() {
+		if rf.Kept(i) {
+			c.encodeRawField(rf.Name(i), rf.Value(i))
+		}
+	}
+	for i := range rf.NumAdded() {
+		c.encodeField(rf.Added(i))
+	}
+	if !rf.Has("Date") {
+		c.encodeDate()
+	}
 }
 
 // encodeTrailers encodes the trailer section into c.block (under wmu).
