@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"bytes"
 	"net/http"
 	"strings"
 
@@ -98,11 +99,9 @@ func dropCookieDomain(v string, hosts []string) string {
 // attribute, after a ';' and optional spaces, whose name starts "domain"
 // in any case. It errs towards yes; rewriteCookieDomain decides.
 func hasDomainAttr[T ~string | ~[]byte](v T) bool {
-	for i := 0; i < len(v); i++ {
-		if v[i] != ';' {
-			continue
-		}
-		j := i + 1
+	for i := indexSemicolon(v); i >= 0; i = indexSemicolon(v) {
+		v = v[i+1:]
+		j := 0
 		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
 			j++
 		}
@@ -111,6 +110,15 @@ func hasDomainAttr[T ~string | ~[]byte](v T) bool {
 		}
 	}
 	return false
+}
+
+// indexSemicolon is strings.IndexByte or bytes.IndexByte (vectorised:
+// the sticky cookie's value is long and has no ';').
+func indexSemicolon[T ~string | ~[]byte](v T) int {
+	if b, ok := any(v).([]byte); ok {
+		return bytes.IndexByte(b, ';')
+	}
+	return strings.IndexByte(string(v), ';')
 }
 
 // rewriteURLs applies the rewrites to the response head h of request r.

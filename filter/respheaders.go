@@ -185,11 +185,13 @@ func (w *respWriter) applyRaw(rf *httpsyntax.RawFields) bool {
 			}
 		}
 	}
+	replacedAdded := false // the proxy's own fields are rarely replaced: skip DropAdded
 	for i := range rf.NumAdded() {
 		name, vs := rf.Added(i)
 		if w.f.hidden(name) {
 			return false // a field the proxy added, hidden by configuration: rare
 		}
+		replacedAdded = replacedAdded || replacesName(w, name, hsts)
 		if rewrite && carriesURL(name) {
 			for _, v := range vs {
 				if name != "Set-Cookie" || hasDomainAttr(v) {
@@ -199,15 +201,21 @@ func (w *respWriter) applyRaw(rf *httpsyntax.RawFields) bool {
 		}
 	}
 	if hsts {
-		rf.DropAdded("Strict-Transport-Security") // the lines went in the loop
+		if replacedAdded {
+			rf.DropAdded("Strict-Transport-Security")
+		}
 		rf.Add("Strict-Transport-Security", w.f.hsts)
 	}
 	for _, hv := range w.f.set {
-		rf.DropAdded(hv.name)
+		if replacedAdded {
+			rf.DropAdded(hv.name)
+		}
 		rf.Add(hv.name, hv.value)
 	}
 	if w.id != nil {
-		rf.DropAdded(RequestIDHeader)
+		if replacedAdded {
+			rf.DropAdded(RequestIDHeader)
+		}
 		rf.Add(RequestIDHeader, w.id)
 	}
 	return true
@@ -215,7 +223,9 @@ func (w *respWriter) applyRaw(rf *httpsyntax.RawFields) bool {
 
 // replaces reports whether the filter sets the field name, replacing the
 // backend's.
-func (w *respWriter) replaces(name []byte, hsts bool) bool {
+func (w *respWriter) replaces(name []byte, hsts bool) bool { return replacesName(w, name, hsts) }
+
+func replacesName[T ~string | ~[]byte](w *respWriter, name T, hsts bool) bool {
 	if w.id != nil && httpsyntax.EqualFieldName(name, RequestIDHeader) ||
 		hsts && httpsyntax.EqualFieldName(name, "Strict-Transport-Security") {
 		return true

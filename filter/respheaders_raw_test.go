@@ -107,6 +107,8 @@ func TestResponseHeadersRawSameAsMap(t *testing.T) {
 		{"replaced", "Strict-Transport-Security: max-age=1\r\nx-frame-options: DENY\r\nX-Request-Id: backend\r\nContent-Length: 2\r\n", true},
 		{"backend cookie", "Set-Cookie: a=1; Path=/\r\nset-cookie: b=2\r\nContent-Length: 2\r\n", true},
 		{"cookie domain", "Set-Cookie: a=1; Domain=10.0.0.5\r\nContent-Length: 2\r\n", false},
+		{"cookie domain, tab, lower case", "set-cookie: a=1; Path=/;\tdomain=10.0.0.5\r\nContent-Length: 2\r\n", false},
+		{"cookie without domain", "Set-Cookie: a=1; Path=/; SameSite=Lax; domainx\r\nContent-Length: 2\r\n", false},
 		{"location", "Location: http://10.0.0.5:8080/next\r\nContent-Length: 2\r\n", false},
 		{"refresh", "refresh: 0; url=http://10.0.0.5:8080/\r\nContent-Length: 2\r\n", false},
 	} {
