@@ -41,6 +41,13 @@ func (f *RawFields) Reset(block []byte, length int64) {
 	f.block, f.lines, f.drop, f.add, f.Length = block, f.lines[:0], 0, f.add[:0], length
 }
 
+// Release lets go of what the fields refer to (the block, added
+// values), keeping the room for the next head's.
+func (f *RawFields) Release() {
+	clear(f.add)
+	f.block, f.lines, f.add = nil, f.lines[:0], f.add[:0]
+}
+
 // Own copies the block into buf and keeps the copy, for a writer that
 // sends the head after the backend's buffer has moved on; it returns the
 // copy for reuse.

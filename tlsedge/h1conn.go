@@ -97,6 +97,7 @@ func (s *idleSource) Read(p []byte) (int, error) {
 func (c *h1Conn) recycle() {
 	clear(c.hdr)
 	clear(c.w.hdr)
+	c.w.raw.Release()
 	c.req, c.base, c.url = http.Request{}, http.Request{}, url.URL{}
 	c.tlsState, c.tlsInfo = tls.ConnectionState{}, nil
 	c.body, c.head, c.src = h1Body{}, requestHead{}, idleSource{}

@@ -83,7 +83,8 @@ func (st *h2Stream) recycle() {
 	st.ended.Store(false)
 	st.declLen, st.gotLen = -1, 0
 	st.req, st.url = http.Request{}, url.URL{}
-	st.w = h2RespWriter{hdr: st.w.hdr, buf: st.w.buf[:0]}
+	st.w.raw.Release()
+	st.w = h2RespWriter{hdr: st.w.hdr, buf: st.w.buf[:0], raw: st.w.raw, rawBlock: st.w.rawBlock[:0]}
 	h2StreamPool.Put(st)
 }
 
