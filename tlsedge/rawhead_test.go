@@ -209,3 +209,19 @@ func TestH1ResponseFieldsPassRaw(t *testing.T) {
 		}
 	}
 }
+
+// The bucketed lookup of encodeRawField finds what h2RespFields holds,
+// and only that.
+func TestH2RespFieldByLower(t *testing.T) {
+	for canonical, want := range h2RespFields {
+		got, ok := h2RespFieldByLower([]byte(want.lower))
+		if !ok || got != want {
+			t.Errorf("%s (%q): got %+v %v, want %+v", canonical, want.lower, got, ok, want)
+		}
+	}
+	for _, name := range []string{"", "x", "content-typf", "x-custom-field", strings.Repeat("a", 100)} {
+		if f, ok := h2RespFieldByLower([]byte(name)); ok {
+			t.Errorf("%q found: %+v", name, f)
+		}
+	}
+}
