@@ -18,9 +18,9 @@ import (
 // say: Content-Length when set, chunked otherwise (close-delimited for
 // HTTP/1.0 clients), nothing for HEAD, 1xx, 204 and 304.
 type h1Writer struct {
-	conn *h1Conn
-	bw   *bufio.Writer
-	hdr  http.Header
+	conn       *h1Conn
+	bw         *bufio.Writer
+	respFields // the header map, or the raw fields standing in for it
 
 	status      int
 	wroteHeader bool
@@ -33,10 +33,6 @@ type h1Writer struct {
 	hijacked    bool
 	err         error // first write error: the client is gone
 	scratch     []byte
-	// raw holds a backend's field lines that WriteHeader sends as they
-	// came (rawOn), unless something asks for Header first.
-	raw   httpsyntax.RawFields
-	rawOn bool
 }
 
 var (
@@ -58,26 +54,9 @@ func (w *h1Writer) reset(head bool, closeAfter bool) {
 	w.rawOn = false
 }
 
-// Header returns the response's header map, with any raw fields taken
-// into it first.
-func (w *h1Writer) Header() http.Header {
-	if w.rawOn {
-		w.rawOn = false
-		w.raw.CopyTo(w.hdr)
-	}
-	return w.hdr
-}
-
 // RawFields implements httpsyntax.RawFieldsWriter.
 func (w *h1Writer) RawFields(take bool) *httpsyntax.RawFields {
-	switch {
-	case !take && w.rawOn:
-		return &w.raw
-	case take && !w.wroteHeader && !w.hijacked && len(w.hdr) == 0:
-		w.rawOn = true
-		return &w.raw
-	}
-	return nil
+	return w.rawFields(take, !w.wroteHeader && !w.hijacked)
 }
 
 // rawHead reports whether WriteHeader(code) can send the raw fields as
@@ -144,15 +123,9 @@ func (w *h1Writer) WriteHeader(code int) {
 		w.closeAfter = true
 	}
 	b := w.scratch[:0]
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(code), 10)
-	b = append(b, ' ')
-	b = append(b, http.StatusText(code)...)
-	b = append(b, "\r\n"...)
+	b = appendStatusLine(b, code)
 	if _, ok := h["Date"]; !ok {
-		b = append(b, "Date: "...)
-		b = append(b, w.conn.srv.dates.now()...)
-		b = append(b, "\r\n"...)
+		b = w.appendDate(b)
 	}
 	if w.closeAfter {
 		delete(h, "Connection")
@@ -169,16 +142,28 @@ func (w *h1Writer) WriteHeader(code int) {
 // writeInterim sends a 1xx answer (103 Early Hints) with the current headers.
 func (w *h1Writer) writeInterim(code int) {
 	b := w.scratch[:0]
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(code), 10)
-	b = append(b, ' ')
-	b = append(b, http.StatusText(code)...)
-	b = append(b, "\r\n"...)
+	b = appendStatusLine(b, code)
 	b = appendHeaderFields(b, w.Header())
 	b = append(b, "\r\n"...)
 	w.scratch = b
 	w.write(b)
 	w.flush()
+}
+
+// appendStatusLine appends an HTTP/1.1 status line.
+func appendStatusLine(b []byte, code int) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(code)...)
+	return append(b, "\r\n"...)
+}
+
+// appendDate appends a Date field of the server's clock.
+func (w *h1Writer) appendDate(b []byte) []byte {
+	b = append(b, "Date: "...)
+	b = append(b, w.conn.srv.dates.now()...)
+	return append(b, "\r\n"...)
 }
 
 // writeRawHead is WriteHeader for a sized response to an HTTP/1.1 client
@@ -194,15 +179,9 @@ func (w *h1Writer) writeRawHead(code int) {
 		w.closeAfter = true
 	}
 	b := w.scratch[:0]
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(code), 10)
-	b = append(b, ' ')
-	b = append(b, http.StatusText(code)...)
-	b = append(b, "\r\n"...)
+	b = appendStatusLine(b, code)
 	if !w.raw.Has("Date") {
-		b = append(b, "Date: "...)
-		b = append(b, w.conn.srv.dates.now()...)
-		b = append(b, "\r\n"...)
+		b = w.appendDate(b)
 	}
 	if w.closeAfter {
 		b = append(b, "Connection: close\r\n"...)
@@ -416,4 +395,35 @@ func (c *dateCache) now() string {
 	d := &cachedDate{sec: sec, text: t.UTC().Format(http.TimeFormat)}
 	c.p.Store(d)
 	return d.text
+}
+
+// respFields is a response writer's header map, and the backend's raw
+// field lines that stand in for it (httpsyntax.RawFields) until something
+// asks for the map. Both frontends' writers embed it.
+type respFields struct {
+	hdr   http.Header
+	raw   httpsyntax.RawFields
+	rawOn bool
+}
+
+// Header returns the header map, with the raw fields taken into it first.
+func (f *respFields) Header() http.Header {
+	if f.rawOn {
+		f.rawOn = false
+		f.raw.CopyTo(f.hdr)
+	}
+	return f.hdr
+}
+
+// rawFields is httpsyntax.RawFieldsWriter's RawFields(take) for a writer
+// whose head is still open to fields.
+func (f *respFields) rawFields(take, open bool) *httpsyntax.RawFields {
+	switch {
+	case !take && f.rawOn:
+		return &f.raw
+	case take && open && len(f.hdr) == 0:
+		f.rawOn = true
+		return &f.raw
+	}
+	return nil
 }

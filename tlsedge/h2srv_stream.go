@@ -84,7 +84,7 @@ func (st *h2Stream) recycle() {
 	st.declLen, st.gotLen = -1, 0
 	st.req, st.url = http.Request{}, url.URL{}
 	st.w.raw.Release()
-	st.w = h2RespWriter{hdr: st.w.hdr, buf: st.w.buf[:0], raw: st.w.raw, rawBlock: st.w.rawBlock[:0]}
+	st.w = h2RespWriter{respFields: respFields{hdr: st.w.hdr, raw: st.w.raw}, buf: st.w.buf[:0], rawBlock: st.w.rawBlock[:0]}
 	h2StreamPool.Put(st)
 }
 

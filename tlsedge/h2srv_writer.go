@@ -19,10 +19,10 @@ import (
 // net/http copies the map at WriteHeader instead, which costs every
 // response a copy.
 type h2RespWriter struct {
-	st  *h2Stream
-	c   *h2SrvConn
-	hdr http.Header
-	buf []byte // body bytes not sent yet, at most h2WriterBuf
+	st         *h2Stream
+	c          *h2SrvConn
+	respFields        // the header map, or the raw fields standing in for it
+	buf        []byte // body bytes not sent yet, at most h2WriterBuf
 
 	status      int
 	wroteHeader bool // the status is fixed
@@ -40,12 +40,9 @@ type h2RespWriter struct {
 	ended          bool          // END_STREAM sent (or the stream abandoned)
 	resetCode      http2.ErrCode // RST_STREAM instead of a clean end (a body cut short, a panic)
 	err            error
-	// raw holds a backend's field lines that the head encodes as they
-	// came (rawOn), unless something asks for Header first; rawBlock is
-	// its own copy of them from WriteHeader on, as the backend's buffer
-	// moves on while the body is read.
-	raw      httpsyntax.RawFields
-	rawOn    bool
+	// rawBlock is the writer's copy of the raw fields' lines from
+	// WriteHeader on, as the backend's buffer moves on while the body is
+	// read.
 	rawBlock []byte
 }
 
@@ -62,33 +59,16 @@ var (
 
 func (w *h2RespWriter) reset(st *h2Stream, head bool) {
 	hdr, buf, raw, rawBlock := w.hdr, w.buf[:0], w.raw, w.rawBlock
-	*w = h2RespWriter{st: st, c: st.c, hdr: hdr, buf: buf, head: head, declared: -1, autoLength: -1,
-		raw: raw, rawBlock: rawBlock}
+	*w = h2RespWriter{st: st, c: st.c, respFields: respFields{hdr: hdr, raw: raw}, buf: buf, head: head,
+		declared: -1, autoLength: -1, rawBlock: rawBlock}
 	if w.buf == nil {
 		w.buf = make([]byte, 0, h2WriterBuf)
 	}
 }
 
-// Header returns the response's header map, with any raw fields taken
-// into it first.
-func (w *h2RespWriter) Header() http.Header {
-	if w.rawOn {
-		w.rawOn = false
-		w.raw.CopyTo(w.hdr)
-	}
-	return w.hdr
-}
-
 // RawFields implements httpsyntax.RawFieldsWriter.
 func (w *h2RespWriter) RawFields(take bool) *httpsyntax.RawFields {
-	switch {
-	case !take && w.rawOn:
-		return &w.raw
-	case take && !w.wroteHeader && !w.ended && len(w.hdr) == 0:
-		w.rawOn = true
-		return &w.raw
-	}
-	return nil
+	return w.rawFields(take, !w.wroteHeader && !w.ended)
 }
 
 func (w *h2RespWriter) WriteHeader(code int) {
