@@ -175,7 +175,7 @@ func (w *respWriter) applyRaw(rf *httpsyntax.RawFields) bool {
 	hsts := w.f.hsts != nil && w.r.TLS != nil
 	for i := range rf.Len() {
 		name := rf.Name(i)
-		if w.f.hiddenName(name) || w.replaces(name, hsts) {
+		if w.f.hiddenName(name) || replacesName(w, name, hsts) {
 			rf.Drop(i)
 			continue
 		}
@@ -221,10 +221,8 @@ func (w *respWriter) applyRaw(rf *httpsyntax.RawFields) bool {
 	return true
 }
 
-// replaces reports whether the filter sets the field name, replacing the
-// backend's.
-func (w *respWriter) replaces(name []byte, hsts bool) bool { return replacesName(w, name, hsts) }
-
+// replacesName reports whether the filter sets the field name, in any
+// letter case, replacing the backend's.
 func replacesName[T ~string | ~[]byte](w *respWriter, name T, hsts bool) bool {
 	if w.id != nil && httpsyntax.EqualFieldName(name, RequestIDHeader) ||
 		hsts && httpsyntax.EqualFieldName(name, "Strict-Transport-Security") {
@@ -253,13 +251,16 @@ func (f *respFilter) hiddenName(name []byte) bool {
 
 // carriesURLName is carriesURL for a field name in any letter case.
 func carriesURLName(name []byte) bool {
-	for _, k := range [...]string{"Location", "Content-Location", "Refresh", "Set-Cookie"} {
+	for _, k := range urlFields {
 		if httpsyntax.EqualFieldName(name, k) {
 			return true
 		}
 	}
 	return false
 }
+
+// urlFields are the response fields rewriteURLs looks at.
+var urlFields = [...]string{"Location", "Content-Location", "Refresh", "Set-Cookie"}
 
 // hidden reports whether the response field k is one the filter removes.
 func (f *respFilter) hidden(k string) bool {
@@ -274,7 +275,8 @@ func (f *respFilter) hidden(k string) bool {
 	return false
 }
 
-// carriesURL reports whether rewriteURLs looks at the response field k.
+// carriesURL reports whether rewriteURLs looks at the response field k
+// (one of urlFields, spelled canonically: a switch, for the map path).
 func carriesURL(k string) bool {
 	switch k {
 	case "Location", "Content-Location", "Refresh", "Set-Cookie":

@@ -71,20 +71,28 @@ const (
 		"\r\nhello"
 )
 
+// dialRawGateway starts a sticky gateway in front of rawBackend's
+// rawTestResponse and returns a TLS connection to it speaking proto.
+func dialRawGateway(t *testing.T, proto string) *tls.Conn {
+	t.Helper()
+	be := rawBackend(t, rawTestResponse)
+	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"raw.example.com"},
+		Backends: []config.Backend{{Addr: be}}, Sticky: &config.Sticky{}}}})
+	c, err := tls.Dial("tcp", g.srv.TLSAddr().String(), &tls.Config{ServerName: "raw.example.com", RootCAs: g.roots, NextProtos: []string{proto}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second)) //nolint:errcheck
+	return c
+}
+
 // An HTTP/2 client gets a backend's fields in the backend's order, names
 // in lower case, without the connection-specific ones and with the
 // gateway's changes, on several streams of one connection.
 func TestH2ResponseFieldsFromRaw(t *testing.T) {
-	be := rawBackend(t, rawTestResponse)
-	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"raw.example.com"},
-		Backends: []config.Backend{{Addr: be}}, Sticky: &config.Sticky{}}}})
-	c, err := tls.Dial("tcp", g.srv.TLSAddr().String(), &tls.Config{ServerName: "raw.example.com", RootCAs: g.roots, NextProtos: []string{"h2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second)) //nolint:errcheck
-	io.WriteString(c, http2.ClientPreface)          //nolint:errcheck
+	c := dialRawGateway(t, "h2")
+	io.WriteString(c, http2.ClientPreface) //nolint:errcheck
 	fr := http2.NewFramer(c, c)
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	fr.WriteSettings() //nolint:errcheck
@@ -151,15 +159,7 @@ func TestH2ResponseFieldsFromRaw(t *testing.T) {
 // (its letter case and order), without the hop-by-hop ones and with the
 // gateway's own changes, on every request of a kept connection.
 func TestH1ResponseFieldsPassRaw(t *testing.T) {
-	be := rawBackend(t, rawTestResponse)
-	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"raw.example.com"},
-		Backends: []config.Backend{{Addr: be}}, Sticky: &config.Sticky{}}}})
-	c, err := tls.Dial("tcp", g.srv.TLSAddr().String(), &tls.Config{ServerName: "raw.example.com", RootCAs: g.roots, NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second)) //nolint:errcheck
+	c := dialRawGateway(t, "http/1.1")
 	br := bufio.NewReader(c)
 	for i := range 3 {
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: raw.example.com\r\nX-Request-Id: client-"+string(rune('a'+i))+"\r\n\r\n") //nolint:errcheck
