@@ -9,12 +9,16 @@
 # do), from the sample shares and the request rate. The machine has no
 # hardware counters (a VM): these are cpu-clock samples, and the
 # user/kernel split is steadier from run to run than the rate is.
+# LOADER=1 samples the loader's core too and prints what each request
+# costs there (wrk or h2load and the nginx origin, user and kernel): when
+# the loader's core is the one at 100 %, that is what bounds the rate, and
+# a proxy that sends more bytes or wakes the loader more often lowers it.
 # SYSCALLS=1 counts system calls per request instead (syscall
 # tracepoints on core 0, which slow every call: the rate drops, the
 # counts per request do not): reads, writes, the ones that found nothing
 # (EAGAIN), polls.
 # Results: $OUT/<peer>-<mode>/ (perf.data or stat.txt, the loader's output).
-#   env: DUR=8 ROUNDS=1 SYSCALLS=0 TLSEDGE_BIN=<repo>/bin/tlsedge OUT=/tmp/tlsedge-cpu
+#   env: DUR=8 ROUNDS=1 SYSCALLS=0 LOADER=0 TLSEDGE_BIN=<repo>/bin/tlsedge OUT=/tmp/tlsedge-cpu
 set -uo pipefail # not -e: lib.sh's stop_pidfile reaps with a failing wait
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export BENCH_DIR=${BENCH_HARNESS:-$REPO/../shared/bench}
@@ -54,6 +58,8 @@ one() { # one PEER: load, sample, print a line
 			-e syscalls:sys_enter_write -e syscalls:sys_enter_sendto -e syscalls:sys_enter_writev \
 			-e syscalls:sys_enter_epoll_wait -e syscalls:sys_enter_epoll_pwait -e syscalls:sys_enter_epoll_ctl \
 			-e syscalls:sys_enter_futex -- sleep 4 > /dev/null 2>&1
+	elif [[ ${LOADER:-0} == 1 ]]; then
+		perf record -q -C "$PROXY_CPU,$LOADER_CPU" -o "$dir/perf.data" -- sleep 4 > /dev/null 2>&1
 	else
 		perf record -q -C "$PROXY_CPU" -o "$dir/perf.data" -- sleep 4 > /dev/null 2>&1
 	fi
@@ -70,6 +76,20 @@ one() { # one PEER: load, sample, print a line
 		awk -v r="$rate" -v p="$peer" -v mode="$MODE" '
 			/syscalls:sys_/ { n = $1; gsub(",", "", n); k = $2; sub("syscalls:sys_", "", k); if (n > 0) out = out sprintf("  %s %.2f", k, n / (r * 4)) }
 			END { printf "%-14s %-3s %9.0f req/s   per request:%s\n", p, mode, r, out }' "$dir/stat.txt"
+		return
+	fi
+	if [[ ${LOADER:-0} == 1 ]]; then
+		# Two cores sampled: a share of all samples is 2 core-seconds per
+		# second. Core 0 as below; core 1 split into the loader and nginx.
+		perf report -i "$dir/perf.data" --no-children --sort cpu,comm,dso -g none -q --stdio 2> /dev/null |
+			awk -v r="$rate" -v p="$peer" -v mode="$MODE" -v pc="$PROXY_CPU" '
+			$3 != "swapper" && $3 != "perf" && $3 !~ /^(k|rcu_|migration)/ {
+				x = $1; sub("%", "", x); us = 2 * x / 100 * 1e6 / r; kern = ($4 ~ /kernel/)
+				if ($2 == pc) { if (kern) k += us; else u += us; next }
+				who = ($3 ~ /^nginx/) ? "n" : "l"
+				if (kern) lk[who] += us; else lu[who] += us
+			}
+			END { printf "%-14s %-3s %9.0f req/s   proxy %5.2f+%5.2f us   loader %5.2f+%5.2f us   nginx %5.2f+%5.2f us   loader core %5.2f us per request (user+kernel)\n", p, mode, r, u, k, lu["l"], lk["l"], lu["n"], lk["n"], lu["l"] + lk["l"] + lu["n"] + lk["n"] }'
 		return
 	fi
 	# Shares of core 0's samples by command and object, over 4 s: the

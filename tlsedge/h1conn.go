@@ -53,6 +53,9 @@ type h1Conn struct {
 	src      idleSource
 	batch    batcher        // tc's connection, when it can gather records
 	deferrer deferredReader // tc's connection, when it can defer a deadline
+	// rdl is the read deadline this goroutine last set on nc for an idle
+	// wait, zero when it is unknown or none (idleDeadline).
+	rdl time.Time
 }
 
 // h1Link is what an HTTP/1.x connection holds for as long as it is open,
@@ -102,7 +105,7 @@ func (c *h1Conn) recycle() {
 	c.tlsState, c.tlsInfo = tls.ConnectionState{}, nil
 	c.body, c.head, c.src = h1Body{}, requestHead{}, idleSource{}
 	c.srv, c.link, c.nc, c.w.conn, c.batch, c.deferrer = nil, nil, nil, nil, nil, nil
-	c.linger = false
+	c.linger, c.rdl = false, time.Time{}
 	connPool.Put(c)
 }
 
@@ -238,7 +241,7 @@ func (c *h1Conn) waitRequest() int {
 		if park {
 			deadline = now.Add(parkAfter)
 		}
-		c.nc.SetReadDeadline(deadline) //nolint:errcheck // a dead conn fails the read
+		c.idleDeadline(deadline, now)
 		if n, err := c.nc.Read(c.src.b[:]); n == 0 {
 			// A timeout leaves crypto/tls ready to read on (it keeps a
 			// partial record), and no whole record in its buffers.
@@ -276,9 +279,7 @@ func (c *h1Conn) serveOne() (keep, hijacked bool) {
 	r.Header = c.hdr
 	c.head = requestHead{}
 	err := c.hr.read(r, &c.head)
-	// Clears the header timeout, or the idle wait's deadline, and a
-	// deferred one.
-	c.nc.SetReadDeadline(time.Time{}) //nolint:errcheck // body reads set their own
+	c.headDone(err == nil && c.head.length == 0)
 	if err != nil {
 		c.refuse(err)
 		return false, false

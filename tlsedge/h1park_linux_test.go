@@ -88,6 +88,29 @@ func TestH1ParkAndWake(t *testing.T) {
 	waitTracked(t, g, 0)
 }
 
+// A connection whose requests come closer together than parkAfter does
+// not park, however long it has been busy: the idle wait's deadline that
+// requests without a body keep on the socket (lazydeadline.go) is moved
+// on, not left to expire. Gaps a stalled machine stretches past parkAfter
+// may park it; the test allows two. (A deadline left to expire parks it
+// every 150 ms or so: four or five times here.)
+func TestH1BusyConnectionDoesNotPark(t *testing.T) {
+	g := parkGateway(t, time.Minute)
+	c, br := rawConn(t, g)
+	parks := 0
+	const n = 60 // gaps of parkAfter/10, 6*parkAfter in all
+	for range n {
+		getOK(t, c, br, "/busy")
+		time.Sleep(parkAfter / 10)
+		if g.srv.idle.Load().len() != 0 {
+			parks++
+		}
+	}
+	if parks > 2 {
+		t.Errorf("a connection with requests %v apart parked before %d of %d of them", parkAfter/10, parks, n)
+	}
+}
+
 func waitTracked(t *testing.T, g *gateway, n int) {
 	t.Helper()
 	t0 := time.Now()

@@ -309,6 +309,8 @@ func (w *h1Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.hijacked = true
 	w.flush()
+	// The idle wait's deadline may still be on the socket (headDone).
+	w.conn.clearReadDeadline()
 	return w.conn.nc, bufio.NewReadWriter(w.conn.br, w.bw), nil
 }
 

@@ -15,11 +15,16 @@ type deferredReader interface {
 	// set the read deadline to d from then. Zero cancels a deferred
 	// deadline that no read has set yet.
 	deferReadDeadline(d time.Duration)
+	// takeDeferred cancels a deferred deadline and reports whether a
+	// read set it already (or none was deferred).
+	takeDeferred() (set bool)
 }
 
 var _ deferredReader = (*clientConn)(nil)
 
 func (c *clientConn) deferReadDeadline(d time.Duration) { c.deferred.Store(int64(d)) }
+
+func (c *clientConn) takeDeferred() bool { return c.deferred.Swap(0) == 0 }
 
 // armDeferred sets a deferred read deadline before a read of the socket.
 // (deferred is atomic because the server's shutdown sets deadlines from
@@ -43,4 +48,43 @@ func (c *clientConn) SetReadDeadline(t time.Time) error {
 func (c *clientConn) SetDeadline(t time.Time) error {
 	c.deferred.Store(0)
 	return c.Conn.SetDeadline(t)
+}
+
+// The idle wait's deadline (parkAfter, or the idle timeout) was set before
+// nearly every request and cleared after its head: two runtime timer
+// updates per request, for deadlines that almost never fire. Now a
+// deadline already on the socket that ends the wait at most slack late is
+// kept, and a request without a body leaves it in place after its head:
+// nothing reads the socket until the next wait, except a hijacker, and
+// Hijack clears it.
+
+// idleDeadline bounds the idle wait to [want, want+slack], slack being
+// half the wait and at most a second.
+func (c *h1Conn) idleDeadline(want, now time.Time) {
+	slack := min(want.Sub(now)/2, time.Second)
+	if !c.rdl.IsZero() && !c.rdl.Before(want) && c.rdl.Sub(want) <= slack {
+		return
+	}
+	c.rdl = want.Add(slack)
+	c.nc.SetReadDeadline(c.rdl) //nolint:errcheck // a dead conn fails the read
+}
+
+// headDone ends the head's deadline: the header timeout if a read set it
+// (lazydeadline above), else the idle wait's, which a request without a
+// body may keep. Body reads set their own.
+func (c *h1Conn) headDone(noBody bool) {
+	set := true
+	if c.deferrer != nil {
+		set = c.deferrer.takeDeferred()
+	}
+	if noBody && !set {
+		return
+	}
+	c.clearReadDeadline()
+}
+
+// clearReadDeadline leaves the socket with no read deadline.
+func (c *h1Conn) clearReadDeadline() {
+	c.rdl = time.Time{}
+	c.nc.SetReadDeadline(time.Time{}) //nolint:errcheck // a dead conn fails the read
 }

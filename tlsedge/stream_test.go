@@ -1,10 +1,14 @@
 package tlsedge
 
 import (
+	"bufio"
+	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -224,3 +228,54 @@ func TestWebSocketThroughGateway(t *testing.T) {
 	conn.Close()
 	eventually(t, "the upgrade in the access log", func() bool { return strings.Contains(g.access.String(), "\"GET ws.example.com /chat\" 101") })
 }
+
+// A WebSocket upgraded on a keep-alive connection after a plain request
+// outlives the idle wait's read deadline, which a request without a body
+// keeps on the socket after its head (lazydeadline.go): the hijack clears
+// it, and the tunnel carries a message after a silence longer than it.
+func TestWebSocketAfterRequestOutlivesIdleWait(t *testing.T) {
+	g := startGateway(t, &config.Config{Apps: []config.App{{Hosts: []string{"ws.example.com"}, Backends: []config.Backend{{Addr: startWSBackend(t)}}}}})
+	c, err := tls.Dial("tcp", g.srv.TLSAddr().String(), &tls.Config{ServerName: "ws.example.com", RootCAs: g.roots, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second)) //nolint:errcheck
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: ws.example.com\r\n\r\n") //nolint:errcheck
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body) //nolint:errcheck
+	resp.Body.Close()
+	// The second request waited on the idle deadline (parkAfter): that
+	// wait is what leaves a deadline behind.
+	time.Sleep(20 * time.Millisecond)
+	// "ws": the dialer speaks through the TLS connection it is given.
+	d := websocket.Dialer{NetDialContext: func(context.Context, string, string) (net.Conn, error) {
+		return &bufferedConn{Conn: c, r: br}, nil
+	}}
+	ws, _, err := d.Dial("ws://ws.example.com/chat", nil)
+	if err != nil {
+		t.Fatalf("upgrade after a request on the same connection: %v", err)
+	}
+	for i, pause := range []time.Duration{0, 3 * parkAfter} {
+		time.Sleep(pause)
+		msg := fmt.Sprintf("message %d", i)
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := ws.ReadMessage(); err != nil || string(got) != "echo: "+msg {
+			t.Fatalf("echo after %v of silence: %q, %v", pause, got, err)
+		}
+	}
+}
+
+// bufferedConn reads through r, which may hold bytes read past a response.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

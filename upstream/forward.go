@@ -302,9 +302,13 @@ func (st *attempt) exchange(w http.ResponseWriter, r *http.Request, c *h1Conn, b
 	st.t.HeadAt = headAt
 	st.active = b
 	st.t.Chosen = b
-	// The head is in; the body may stream for as long as it likes.
-	if err := c.nc.SetReadDeadline(time.Time{}); err != nil {
-		return &backendError{op: "read response body", err: err}
+	// The head is in; the body may stream for as long as it likes. A
+	// body already in the buffer needs no read, and the head's deadline
+	// can stay for the next request (headDeadline).
+	if !(f == bodyNone || f == bodySized && int64(c.br.Buffered()) >= h.length) {
+		if err := c.noReadDeadline(); err != nil {
+			return &backendError{op: "read response body", err: err}
+		}
 	}
 	if st.cancelled.Load() {
 		return errClientGone
@@ -375,7 +379,8 @@ func (st *attempt) readHead(c *h1Conn, r *http.Request) (respHead, framing, erro
 	if !c.reused || r.ContentLength != 0 || st.bodyRead {
 		now = time.Now()
 	}
-	if err := c.nc.SetReadDeadline(now.Add(st.p.pool.cfg.ResponseHeaderTimeout)); err != nil {
+	rht := st.p.pool.cfg.ResponseHeaderTimeout
+	if err := c.headDeadline(now.Add(rht), headSlack(rht)); err != nil {
 		return h, 0, &backendError{op: "read response head", err: err}
 	}
 	if st.cancelled.Load() {

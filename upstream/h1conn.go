@@ -49,6 +49,43 @@ type h1Conn struct {
 	peeked int       // result of the last probe: 0 closed, 1 data, -1 nothing
 	reused bool      // taken from the idle stack rather than dialled
 	idleAt time.Time // when it was put on the idle stack
+	// rdl is the read deadline on nc as this request's goroutine last set
+	// it, zero for none (headDeadline).
+	rdl time.Time
+}
+
+// headDeadline bounds the wait for a response head to [want, want+slack].
+// A deadline already on the socket in that window is kept: setting one
+// costs a clock reading and a runtime timer update, and on a busy
+// keep-alive connection the previous request's still fits. The head
+// timeout may thus fire up to slack late.
+func (c *h1Conn) headDeadline(want time.Time, slack time.Duration) error {
+	if !c.rdl.IsZero() && !c.rdl.Before(want) && c.rdl.Sub(want) <= slack {
+		return nil
+	}
+	dl := want.Add(slack)
+	if err := c.nc.SetReadDeadline(dl); err != nil {
+		c.rdl = time.Time{}
+		return err
+	}
+	c.rdl = dl
+	return nil
+}
+
+// noReadDeadline clears the read deadline before reads that may wait for
+// as long as the backend likes (a streamed body).
+func (c *h1Conn) noReadDeadline() error {
+	if c.rdl.IsZero() {
+		return nil
+	}
+	c.rdl = time.Time{}
+	return c.nc.SetReadDeadline(time.Time{})
+}
+
+// headSlack is how late a response head timeout may fire: an eighth of
+// it, at most a second.
+func headSlack(timeout time.Duration) time.Duration {
+	return min(timeout/8, time.Second)
 }
 
 func newH1Conn(nc net.Conn) *h1Conn {

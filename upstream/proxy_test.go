@@ -304,6 +304,59 @@ func TestResponseHeaderTimeoutIs504(t *testing.T) {
 	}
 }
 
+// TestHeadTimeoutKeptAcrossRequests: the response head timeout stays on a
+// keep-alive backend connection between requests (headDeadline), so it
+// must still bound a late head there, and must be gone before a body that
+// streams for longer than it.
+func TestHeadTimeoutKeptAcrossRequests(t *testing.T) {
+	var mu sync.Mutex
+	peers := map[string]bool{}
+	b := newTestBackend(t, "b", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		peers[r.RemoteAddr] = true
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/stream": // head at once, then a body slower than the timeout
+			w.Header().Set("Content-Length", "6")
+			w.WriteHeader(http.StatusOK)
+			_, _ = io.WriteString(w, "abc")
+			w.(http.Flusher).Flush()
+			time.Sleep(300 * time.Millisecond)
+			_, _ = io.WriteString(w, "def")
+		case "/late": // a head after four times the timeout
+			time.Sleep(400 * time.Millisecond)
+			_, _ = io.WriteString(w, "late")
+		default:
+			_, _ = io.WriteString(w, "fast")
+		}
+	})
+	p, _ := newTestProxy(t, PoolConfig{
+		Backends:              []BackendConfig{b.config(1)},
+		ResponseHeaderTimeout: 100 * time.Millisecond,
+	}, nil)
+	front := newFront(t, p, nil)
+	for i, c := range []struct {
+		pause  time.Duration // first, so that the last deadline has passed
+		path   string
+		status int
+		body   string
+	}{
+		{0, "/", 200, "fast"}, {0, "/", 200, "fast"}, {150 * time.Millisecond, "/", 200, "fast"},
+		{0, "/stream", 200, "abcdef"}, {0, "/", 200, "fast"}, {0, "/late", http.StatusGatewayTimeout, ""},
+	} {
+		time.Sleep(c.pause)
+		status, _, body := get(t, front.Client(), front.URL+c.path)
+		if status != c.status || c.body != "" && body != c.body {
+			t.Fatalf("request %d (%s): %d %q, want %d %q", i, c.path, status, body, c.status, c.body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(peers) != 1 {
+		t.Errorf("the backend saw %d connections, want the requests on one: %v", len(peers), peers)
+	}
+}
+
 func TestNewProxyValidates(t *testing.T) {
 	if _, err := NewProxy(ProxyConfig{}); err == nil {
 		t.Error("NewProxy without a pool succeeded")
