@@ -52,7 +52,9 @@ one() { # one PEER: load, sample, print a line
 	lp=$!
 	sleep 2
 	if [[ ${SYSCALLS:-0} == 1 ]]; then
-		perf stat -C "$PROXY_CPU" -o "$dir/stat.txt" \
+		local cpus=$PROXY_CPU
+		[[ ${LOADER:-0} != 1 ]] || cpus+=",$LOADER_CPU"
+		perf stat -C "$cpus" --per-core -o "$dir/stat.txt" \
 			-e syscalls:sys_enter_read -e syscalls:sys_enter_recvfrom \
 			-e syscalls:sys_exit_read --filter 'ret == -11' -e syscalls:sys_exit_recvfrom --filter 'ret == -11' \
 			-e syscalls:sys_enter_write -e syscalls:sys_enter_sendto -e syscalls:sys_enter_writev \
@@ -73,9 +75,11 @@ one() { # one PEER: load, sample, print a line
 	fi
 	if [[ ${SYSCALLS:-0} == 1 ]]; then
 		# sys_exit_* with the filter count the calls that returned EAGAIN.
-		awk -v r="$rate" -v p="$peer" -v mode="$MODE" '
-			/syscalls:sys_/ { n = $1; gsub(",", "", n); k = $2; sub("syscalls:sys_", "", k); if (n > 0) out = out sprintf("  %s %.2f", k, n / (r * 4)) }
-			END { printf "%-14s %-3s %9.0f req/s   per request:%s\n", p, mode, r, out }' "$dir/stat.txt"
+		# --per-core lines: S0-D0-C<core> <cpus> <count> <event>.
+		awk -v r="$rate" -v p="$peer" -v mode="$MODE" -v pc="$PROXY_CPU" '
+			/syscalls:sys_/ { core = $1; sub(".*-C", "", core); n = $3; gsub(",", "", n); k = $4; sub("syscalls:sys_", "", k)
+				if (n > 0) { s = sprintf("  %s %.2f", k, n / (r * 4)); if (core == pc) out = out s; else lo = lo s } }
+			END { printf "%-14s %-3s %9.0f req/s   per request:%s\n", p, mode, r, out; if (lo != "") printf "%-14s %-3s %9s         loader core:%s\n", "", "", "", lo }' "$dir/stat.txt"
 		return
 	fi
 	if [[ ${LOADER:-0} == 1 ]]; then
