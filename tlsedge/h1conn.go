@@ -138,7 +138,7 @@ var (
 	// parser scratch): a connection per request, as with TLS handshake
 	// floods, would otherwise allocate ~4 KB of it each time.
 	connPool = sync.Pool{New: func() any {
-		return &h1Conn{hdr: make(http.Header, 16), w: h1Writer{respFields: respFields{hdr: make(http.Header, 16)}}}
+		return &h1Conn{hdr: make(http.Header, smallHeader), w: h1Writer{respFields: respFields{hdr: make(http.Header, smallHeader)}}}
 	}}
 )
 

@@ -3,6 +3,8 @@ package tlsedge
 import (
 	"net/http"
 	"strconv"
+
+	"github.com/tlsedge/tlsedge/httpsyntax"
 )
 
 // The HPACK encoder of response heads (RFC 7541), as nginx's and haproxy's:
@@ -132,7 +134,7 @@ func (c *h2SrvConn) encodeStatus(code int) {
 // and values that could split a field are left out, as appendField does
 // for HTTP/1.1.
 func (c *h2SrvConn) encodeField(canonical string, vs []string) {
-	f, ok := h2RespFields[canonical]
+	f, ok := h2RespFieldByName(canonical)
 	if !ok {
 		if !isToken(canonical) {
 			return
@@ -209,6 +211,21 @@ func h2RespFieldByLower(lower []byte) (h2RespField, bool) {
 	}
 	for _, f := range h2RespFieldsByLen[len(lower)] {
 		if f.lower[0] == lower[0] && f.lower == string(lower) {
+			return f, true
+		}
+	}
+	return h2RespField{}, false
+}
+
+// h2RespFieldByName is h2RespFields' entry for a name in any letter case,
+// found as h2RespFieldByLower finds one.
+func h2RespFieldByName(name string) (h2RespField, bool) {
+	if len(name) == 0 || len(name) >= len(h2RespFieldsByLen) {
+		return h2RespField{}, false
+	}
+	c := name[0] | 0x20
+	for _, f := range h2RespFieldsByLen[len(name)] {
+		if f.lower[0] == c && httpsyntax.EqualFieldName(name, f.lower) {
 			return f, true
 		}
 	}

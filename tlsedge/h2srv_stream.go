@@ -51,9 +51,9 @@ type h2Stream struct {
 }
 
 var h2StreamPool = sync.Pool{New: func() any {
-	st := &h2Stream{hdr: make(http.Header, 16), vals: make([]string, 0, 16), ctx: new(h2Ctx)}
+	st := &h2Stream{hdr: make(http.Header, smallHeader), vals: make([]string, 0, 16), ctx: new(h2Ctx)}
 	st.blank = *new(http.Request).WithContext(st.ctx)
-	st.w.hdr = make(http.Header, 16)
+	st.w.hdr = make(http.Header, smallHeader)
 	return st
 }}
 

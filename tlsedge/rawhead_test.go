@@ -225,3 +225,21 @@ func TestH2RespFieldByLower(t *testing.T) {
 		}
 	}
 }
+
+// h2RespFieldByName finds every known field by its canonical name and in
+// any other letter case, so a handler's "connection" key is dropped as
+// "Connection" is; it finds nothing else.
+func TestH2RespFieldByName(t *testing.T) {
+	for canonical, want := range h2RespFields {
+		for _, name := range []string{canonical, want.lower, strings.ToUpper(canonical)} {
+			if got, ok := h2RespFieldByName(name); !ok || got != want {
+				t.Errorf("%q: got %+v %v, want %+v", name, got, ok, want)
+			}
+		}
+	}
+	for _, name := range []string{"", "X", "Content-Typf", "X-Custom-Field", "Content_Type", strings.Repeat("A", 100)} {
+		if f, ok := h2RespFieldByName(name); ok {
+			t.Errorf("%q found: %+v", name, f)
+		}
+	}
+}
