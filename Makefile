@@ -37,6 +37,7 @@ FUZZ_TARGETS := \
 	./certs:FuzzOnDemandDecide \
 	./certs:FuzzParseAutocertEntry \
 	./tlsedge:FuzzStripCookie \
+	./tlsedge:FuzzAppendSafe \
 	./tlsedge:FuzzRequestHead \
 	./tlsedge:FuzzH2ServerFrames \
 	./upstream:FuzzReadResponseHead \

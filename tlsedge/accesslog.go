@@ -299,15 +299,17 @@ func appendSafe(b []byte, s string) []byte {
 	if s == "" {
 		return append(b, '-')
 	}
+	// Safe runs are copied whole: a byte at a time cost 1 % of S4's CPU.
+	from := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < 0x21 || c == '"' || c == 0x7f || c == '\\' {
+			b = append(b, s[from:i]...)
 			b = append(b, '\\', 'x', hexDigit[c>>4], hexDigit[c&15])
-			continue
+			from = i + 1
 		}
-		b = append(b, c)
 	}
-	return b
+	return append(b, s[from:]...)
 }
 
 const hexDigit = "0123456789abcdef"

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -134,4 +135,48 @@ func BenchmarkAccessLogFormat(b *testing.B) {
 	for b.Loop() {
 		buf = formatText(buf[:0], &e)
 	}
+}
+
+// appendSafe keeps every byte that could forge a line or drive a terminal
+// out of a log field, and loses nothing: the escapes decode back to s.
+func FuzzAppendSafe(f *testing.F) {
+	for _, s := range []string{"", "/cart?id=42", "/x\" 200 0\nfake \x1b[31m", "a\\x41b", "\x7f\x00 \t\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := string(appendSafe([]byte("pre"), s))
+		if !strings.HasPrefix(out, "pre") {
+			t.Fatalf("%q: prefix lost: %q", s, out)
+		}
+		out = out[3:]
+		if s == "" {
+			if out != "-" {
+				t.Fatalf("empty field written as %q", out)
+			}
+			return
+		}
+		var back []byte
+		for i := 0; i < len(out); i++ {
+			c := out[i]
+			if c < 0x21 || c == '"' || c == 0x7f {
+				t.Fatalf("%q: unsafe byte %#x at %d in %q", s, c, i, out)
+			}
+			if c == '\\' {
+				if i+3 >= len(out) || out[i+1] != 'x' {
+					t.Fatalf("%q: a backslash that starts no escape in %q", s, out)
+				}
+				v, err := strconv.ParseUint(out[i+2:i+4], 16, 8)
+				if err != nil {
+					t.Fatalf("%q: bad escape %q", s, out[i:i+4])
+				}
+				back = append(back, byte(v))
+				i += 3
+				continue
+			}
+			back = append(back, c)
+		}
+		if string(back) != s {
+			t.Fatalf("%q decodes back to %q", s, back)
+		}
+	})
 }
