@@ -64,7 +64,7 @@ FUZZ_TARGETS := \
 # access-log lines, field-value checks. (A -bench pattern is split at each /: the balancers'
 # second level is any balancer, the third serial or parallel.)
 MICRO_PKGS     := tlsedge filter session upstream logsink httpsyntax
-MICRO_tlsedge  := ^Benchmark(RouteMatch|RouteLookup|AppChain|StickyCookie|StickyNewSession|AccessLogLine)$$
+MICRO_tlsedge  := ^Benchmark(RouteMatch|RouteLookup|AppChain|StickyCookie|StickyNewSession|AccessLogLine|HeaderMap)$$
 MICRO_filter   := ^Benchmark(DefaultChain|HeaderRules|ResponseHeaders|ResponseHeadRaw)$$
 MICRO_session  := ^Benchmark(Encode|Decode|SetCookie)$$
 MICRO_upstream := ^BenchmarkBalancerPick$$/./^(serial|parallel)$$
