@@ -47,6 +47,24 @@ func ValidFieldValue[S string | []byte](v S) bool {
 	return true
 }
 
+// FieldValueEnd returns the index of the first byte at or after i that a
+// field value may not hold (a control character but HTAB, or DEL), or
+// len(b): a head parser finds where a value ends, its CR, and checks the
+// value in one pass.
+func FieldValueEnd(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		if x := load8(b[i:]); below20(x) || hasDEL(x) {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return i
+		}
+	}
+	return i
+}
+
 // NoLineBreak reports whether v holds no CR, LF or NUL: what a writer
 // must never copy into a head, as it would end a line or the head.
 func NoLineBreak[S string | []byte](v S) bool {

@@ -16,6 +16,27 @@ func validSlow(v string) bool {
 
 func noBreakSlow(v string) bool { return !strings.ContainsAny(v, "\r\n\x00") }
 
+// valueEndSlow is FieldValueEnd byte by byte.
+func valueEndSlow(b []byte, i int) int {
+	for ; i < len(b); i++ {
+		if !validSlow(string(b[i : i+1])) {
+			return i
+		}
+	}
+	return i
+}
+
+// checkValueEnd compares FieldValueEnd with the byte-by-byte definition
+// from every start.
+func checkValueEnd(t *testing.T, b []byte) {
+	t.Helper()
+	for i := 0; i <= len(b); i++ {
+		if got, want := FieldValueEnd(b, i), valueEndSlow(b, i); got != want {
+			t.Fatalf("FieldValueEnd(%q, %d) = %d, want %d", b, i, got, want)
+		}
+	}
+}
+
 // Every control byte, DEL and a few ordinary ones, at every offset of
 // values around the word size, against the byte-by-byte definitions.
 func TestFieldValueChecks(t *testing.T) {
@@ -36,6 +57,7 @@ func TestFieldValueChecks(t *testing.T) {
 				if got, want := NoLineBreak(v), noBreakSlow(v); got != want {
 					t.Fatalf("NoLineBreak(%q) = %v, want %v", v, got, want)
 				}
+				checkValueEnd(t, b)
 			}
 		}
 	}
@@ -51,6 +73,7 @@ func FuzzFieldValueChecks(f *testing.F) {
 		if NoLineBreak(v) != noBreakSlow(v) {
 			t.Fatalf("NoLineBreak(%q) differs", v)
 		}
+		checkValueEnd(t, []byte(v))
 	})
 }
 

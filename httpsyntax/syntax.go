@@ -25,6 +25,15 @@ var tokenByte = func() (t [256]bool) {
 // name, a transfer coding).
 func IsTokenByte(c byte) bool { return tokenByte[c] }
 
+// TokenEnd returns the index of the first byte at or after i that is not
+// a token character, or len(b).
+func TokenEnd(b []byte, i int) int {
+	for i < len(b) && tokenByte[b[i]] {
+		i++
+	}
+	return i
+}
+
 // IsToken reports whether s is a non-empty RFC 9110 token.
 func IsToken(s string) bool {
 	if s == "" {

@@ -19,6 +19,27 @@ func TestIsToken(t *testing.T) {
 	}
 }
 
+func TestTokenEnd(t *testing.T) {
+	for _, tt := range []struct {
+		b    string
+		from int
+		want int
+	}{
+		{"Content-Type: x", 0, 12},
+		{"Content-Type: x", 8, 12},
+		{"Server", 0, 6},
+		{"Server", 6, 6},
+		{" Server:", 0, 0},
+		{"a b", 0, 1},
+		{"x\xe9y", 0, 1},
+		{"ab\r\n", 1, 2},
+	} {
+		if got := TokenEnd([]byte(tt.b), tt.from); got != tt.want {
+			t.Errorf("TokenEnd(%q, %d) = %d, want %d", tt.b, tt.from, got, tt.want)
+		}
+	}
+}
+
 func TestParseChunkSize(t *testing.T) {
 	tests := []struct {
 		line string

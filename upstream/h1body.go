@@ -228,7 +228,7 @@ func readTrailers(br *bufio.Reader, dst http.Header) error {
 		if err != nil {
 			return &backendError{op: "read response trailers", err: err}
 		}
-		if classifyField(string(name)) != fieldPlain {
+		if classifyField(name) != fieldPlain {
 			continue
 		}
 		key := http.TrailerPrefix + http.CanonicalHeaderKey(string(name))

@@ -31,56 +31,56 @@ const (
 
 // classifyField returns the kind of the field named name, compared
 // case-insensitively (header maps filled by hand may hold any case).
-func classifyField(name string) fieldKind {
+func classifyField[S ~string | ~[]byte](name S) fieldKind {
 	switch len(name) {
 	case 2:
-		if strings.EqualFold(name, "Te") {
+		if equalFold(name, "Te") {
 			return fieldTE
 		}
 	case 4:
-		if strings.EqualFold(name, "Host") {
+		if equalFold(name, "Host") {
 			return fieldHost
 		}
 	case 5:
-		if strings.EqualFold(name, "Proxy") {
+		if equalFold(name, "Proxy") {
 			return fieldHop
 		}
 	case 7:
-		if strings.EqualFold(name, "Upgrade") {
+		if equalFold(name, "Upgrade") {
 			return fieldHop
 		}
-		if strings.EqualFold(name, "Trailer") {
+		if equalFold(name, "Trailer") {
 			return fieldTrailer
 		}
 	case 9:
-		if strings.EqualFold(name, "Forwarded") {
+		if equalFold(name, "Forwarded") {
 			return fieldForwarded
 		}
 	case 10:
-		if strings.EqualFold(name, "Connection") || strings.EqualFold(name, "Keep-Alive") {
+		if equalFold(name, "Connection") || equalFold(name, "Keep-Alive") {
 			return fieldHop
 		}
 	case 14:
-		if strings.EqualFold(name, "Content-Length") {
+		if equalFold(name, "Content-Length") {
 			return fieldContentLength
 		}
 	case 15:
-		if strings.EqualFold(name, "X-Forwarded-For") {
+		if equalFold(name, "X-Forwarded-For") {
 			return fieldForwarded
 		}
 	case 16:
-		if strings.EqualFold(name, "X-Forwarded-Host") {
+		if equalFold(name, "X-Forwarded-Host") {
 			return fieldForwarded
 		}
 	case 17:
-		if strings.EqualFold(name, "Transfer-Encoding") {
+		if equalFold(name, "Transfer-Encoding") {
 			return fieldHop
 		}
-		if strings.EqualFold(name, "X-Forwarded-Proto") {
+		if equalFold(name, "X-Forwarded-Proto") {
 			return fieldForwarded
 		}
 	}
-	if len(name) > 6 && strings.EqualFold(name[:6], "Proxy-") {
+	if len(name) > 6 && equalFold(name[:6], "Proxy-") {
 		return fieldHop
 	}
 	return fieldPlain

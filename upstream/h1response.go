@@ -40,7 +40,12 @@ type respHead struct {
 	keepAlive bool  // Connection: keep-alive (matters for HTTP/1.0)
 	connList  bool  // Connection names other fields, to be dropped
 	fields    int   // number of field lines
-	read      int   // bytes consumed from the connection
+	statusEnd int   // where the status line ends; 0 until it is read
+	// marks are where the field lines of block lie, when scanHead read
+	// the head and there were at most maxMarks of them (marked).
+	marks  [maxMarks]fieldMark
+	marked bool
+	read   int // bytes consumed from the connection
 	// block is the field lines, each ending in CRLF, without the status
 	// line and the final empty line. It aliases the caller's buffer.
 	block []byte
@@ -90,47 +95,86 @@ func (h *respHead) reusable(f framing) bool {
 // the client.
 func readResponseHead(br *bufio.Reader, buf []byte, limit int) (h respHead, out []byte, err error) {
 	h.length = -1
+	if br.Buffered() == 0 {
+		// Wait for the first bytes as ReadSlice would, and end the same
+		// way when none come: io.EOF for a closed keep-alive connection.
+		if _, err := br.Peek(1); err != nil {
+			return h, buf[:0], err
+		}
+	}
+	if n := br.Buffered(); n >= len("HTTP/1.1 200\r\n\r\n") {
+		// The usual case: the whole head came in one read. Its lines are
+		// checked where they lie (scanHead), and it is copied once.
+		peek, _ := br.Peek(min(n, limit))
+		end, err := h.scanHead(peek)
+		if err != nil {
+			return h, buf[:0], err
+		}
+		if end > 0 {
+			out = append(buf[:0], peek[:end]...)
+			h.read = end
+			_, _ = br.Discard(end)
+			return h, out, h.finish(out)
+		}
+		h = respHead{length: -1} // not all here: line by line
+	}
 	out = buf[:0]
-	statusEnd := -1
 	for {
 		start := len(out)
 		out, err = readLine(br, out, &h.read, limit)
 		if err != nil {
 			return h, out, err
 		}
-		line := out[start:]
-		if len(line) < 2 || line[len(line)-2] != '\r' {
-			return h, out, errBareLF
-		}
-		line = line[:len(line)-2]
-		if bytes.IndexByte(line, '\r') >= 0 {
-			return h, out, errBareCR
-		}
-		if statusEnd < 0 {
-			if err := h.parseStatusLine(line); err != nil {
+		if done, err := h.parseLine(out, start); err != nil || done {
+			if err != nil {
 				return h, out, err
 			}
-			statusEnd = len(out)
-			continue
+			return h, out, h.finish(out)
 		}
-		if len(line) == 0 {
-			break
-		}
-		if err := h.parseField(line); err != nil {
-			return h, out, err
-		}
-		h.fields++
 	}
+}
+
+// parseLine checks the line head[start:], which ends in LF, and reports
+// whether it was the empty line that ends the head. The first line is the
+// status line; h.statusEnd marks where it ended.
+func (h *respHead) parseLine(head []byte, start int) (done bool, err error) {
+	line := head[start:]
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return false, errBareLF
+	}
+	line = line[:len(line)-2]
+	if bytes.IndexByte(line, '\r') >= 0 {
+		return false, errBareCR
+	}
+	if h.statusEnd == 0 {
+		if err := h.parseStatusLine(line); err != nil {
+			return false, err
+		}
+		h.statusEnd = len(head)
+		return false, nil
+	}
+	if len(line) == 0 {
+		return true, nil
+	}
+	if err := h.parseField(line); err != nil {
+		return false, err
+	}
+	h.fields++
+	return false, nil
+}
+
+// finish checks what only the whole head can tell, and sets h.block.
+func (h *respHead) finish(out []byte) error {
 	if h.chunked && h.length >= 0 {
 		// RFC 9112 section 6.3: a message with both "ought to be handled
 		// as an error"; it is how response smuggling starts.
-		return h, out, errLengthAndChunked
+		return errLengthAndChunked
 	}
 	if h.chunked && h.minor == 0 {
-		return h, out, errTransferEncoding // HTTP/1.0 has no transfer codings
+		return errTransferEncoding // HTTP/1.0 has no transfer codings
 	}
-	h.block = out[statusEnd : len(out)-2]
-	return h, out, nil
+	h.block = out[h.statusEnd : len(out)-2]
+	return nil
 }
 
 // readLine appends one line, up to and including LF, from br to out.
@@ -191,24 +235,25 @@ func (h *respHead) parseField(line []byte) error {
 	if err != nil {
 		return err
 	}
-	switch len(name) {
-	case 10:
-		if equalFoldBytes(name, "Connection") {
-			h.parseConnection(value)
+	return h.noteField(name, value, classifyField(name))
+}
+
+// noteField records what a checked field line says about framing and the
+// connection.
+func (h *respHead) noteField(name, value []byte, kind fieldKind) error {
+	switch {
+	case kind == fieldContentLength:
+		return h.parseContentLength(value)
+	case kind != fieldHop:
+	case len(name) == 10 && name[0]|0x20 == 'c': // Connection, not Keep-Alive or Proxy-*
+		h.parseConnection(value)
+	case len(name) == 17 && name[0]|0x20 == 't': // Transfer-Encoding, not Proxy-*
+		// Only "chunked", once: "gzip, chunked" would need decoding
+		// here, and chunked twice is forbidden (RFC 9112 section 6.1).
+		if h.chunked || !equalFold(httpsyntax.TrimOWS(value), "chunked") {
+			return errTransferEncoding
 		}
-	case 14:
-		if equalFoldBytes(name, "Content-Length") {
-			return h.parseContentLength(value)
-		}
-	case 17:
-		if equalFoldBytes(name, "Transfer-Encoding") {
-			// Only "chunked", once: "gzip, chunked" would need decoding
-			// here, and chunked twice is forbidden (RFC 9112 section 6.1).
-			if h.chunked || !equalFoldBytes(httpsyntax.TrimOWS(value), "chunked") {
-				return errTransferEncoding
-			}
-			h.chunked = true
-		}
+		h.chunked = true
 	}
 	return nil
 }
@@ -243,9 +288,9 @@ func (h *respHead) parseConnection(v []byte) {
 		t = httpsyntax.TrimOWS(t)
 		switch {
 		case len(t) == 0:
-		case equalFoldBytes(t, "close"):
+		case equalFold(t, "close"):
 			h.close = true
-		case equalFoldBytes(t, "keep-alive"):
+		case equalFold(t, "keep-alive"):
 			h.keepAlive = true
 		default:
 			h.connList = true
@@ -282,9 +327,9 @@ func (h *respHead) parseContentLength(v []byte) error {
 	return nil
 }
 
-// equalFoldBytes compares ASCII case-insensitively without converting b
-// to a string.
-func equalFoldBytes(b []byte, s string) bool {
+// equalFold compares ASCII case-insensitively, as field names are
+// compared, without converting b to a string.
+func equalFold[S ~string | ~[]byte](b S, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
@@ -377,12 +422,20 @@ func fillRaw(rf *httpsyntax.RawFields, h *respHead, f framing) (ok, eventStream 
 	}
 	rf.Reset(h.block, h.length)
 	b, start, lengths := h.block, 0, 0
-	for start < len(b) {
-		end := start + bytes.Index(b[start:], crlf)
-		colon := start + bytes.IndexByte(b[start:end], ':')
+	for i := 0; start < len(b); i++ {
+		var end, colon int
+		var kind fieldKind
+		if h.marked {
+			m := h.marks[i]
+			colon, end, kind = int(m.colon), int(m.end), m.kind
+		} else {
+			end = start + bytes.Index(b[start:], crlf)
+			colon = start + bytes.IndexByte(b[start:end], ':')
+			kind = classifyField(b[start:colon])
+		}
 		rf.AddLine(start, colon, end)
 		name := b[start:colon]
-		switch classifyField(string(name)) {
+		switch kind {
 		case fieldContentLength:
 			lengths++
 			if v := rf.Value(rf.Len() - 1); lengths > 1 || bytes.IndexByte(v, ',') >= 0 {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -249,8 +250,26 @@ func FuzzReadResponseHead(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		br := bufio.NewReaderSize(bytes.NewReader(data), 64) // small: long lines get put together
-		h, buf, err := readResponseHead(br, nil, 4096)
+		// The head in one read (scanHead), and a byte at a time (line by
+		// line): the same verdict and the same head.
+		h, buf, err := readResponseHead(bufio.NewReaderSize(bytes.NewReader(data), 8192), nil, 4096)
+		slow, _, slowErr := readResponseHead(bufio.NewReader(iotest.OneByteReader(bytes.NewReader(data))), nil, 4096)
+		if (err == nil) != (slowErr == nil) {
+			t.Fatalf("whole: %v, byte by byte: %v", err, slowErr)
+		}
+		if err == nil {
+			if len(data) < 4096 && !h.marked && h.fields <= maxMarks {
+				t.Fatalf("a head read whole was not scanned: %+v", h)
+			}
+			whole := h
+			whole.marks, whole.marked = slow.marks, slow.marked
+			if !reflect.DeepEqual(whole, slow) {
+				t.Fatalf("whole: %+v\nbyte by byte: %+v", h, slow)
+			}
+			want := http.Header{}
+			copyFields(want, &slow, slow.framing(http.MethodGet))
+			checkRawFields(t, &slow, want) // without marks
+		}
 		if h.read > 4096 && err == nil {
 			t.Fatalf("read %d bytes past the limit", h.read)
 		}
