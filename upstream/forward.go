@@ -282,7 +282,8 @@ func (st *attempt) exchange(w http.ResponseWriter, r *http.Request, c *h1Conn, b
 	if werr != nil && (!st.writeFailed || !st.bodyRead) {
 		return werr
 	}
-	h, f, err := st.readHead(c, r)
+	var h respHead
+	f, err := st.readHead(c, r, &h)
 	if err != nil {
 		if werr != nil {
 			return werr
@@ -369,8 +370,7 @@ func (st *attempt) realNow() time.Time {
 // readHead waits, up to ResponseHeaderTimeout, for the final response
 // head, skipping 1xx interim responses (100 Continue is answered to the
 // client by its own server; 103 Early Hints are dropped).
-func (st *attempt) readHead(c *h1Conn, r *http.Request) (respHead, framing, error) {
-	var h respHead
+func (st *attempt) readHead(c *h1Conn, r *http.Request, h *respHead) (framing, error) {
 	// The timeout counts from the end of the request. A request without
 	// a body on a connection that was idle was written microseconds after
 	// the pick: its clock reading will do. A dial or a body may have
@@ -381,10 +381,10 @@ func (st *attempt) readHead(c *h1Conn, r *http.Request) (respHead, framing, erro
 	}
 	rht := st.p.pool.cfg.ResponseHeaderTimeout
 	if err := c.headDeadline(now.Add(rht), headSlack(rht)); err != nil {
-		return h, 0, &backendError{op: "read response head", err: err}
+		return 0, &backendError{op: "read response head", err: err}
 	}
 	if st.cancelled.Load() {
-		return h, 0, errClientGone
+		return 0, errClientGone
 	}
 	var err error
 	if c.br.Buffered() == 0 {
@@ -398,22 +398,22 @@ func (st *attempt) readHead(c *h1Conn, r *http.Request) (respHead, framing, erro
 		runtime.Gosched()
 	}
 	for i := 0; ; i++ {
-		h, st.scratch, err = readResponseHead(c.br, st.scratch, maxResponseHeaderBytes-st.respRead)
+		st.scratch, err = readResponseHead(c.br, h, st.scratch, maxResponseHeaderBytes-st.respRead)
 		st.respRead += h.read
 		if err != nil {
-			return h, 0, &backendError{op: "read response head", err: err}
+			return 0, &backendError{op: "read response head", err: err}
 		}
 		if h.status >= 200 {
 			break
 		}
 		if h.status == http.StatusSwitchingProtocols {
-			return h, 0, &backendError{op: "read response head", err: errUnexpected101}
+			return 0, &backendError{op: "read response head", err: errUnexpected101}
 		}
 		if i == maxInterim {
-			return h, 0, &backendError{op: "read response head", err: errTooManyInterim}
+			return 0, &backendError{op: "read response head", err: errTooManyInterim}
 		}
 	}
-	return h, h.framing(r.Method), nil
+	return h.framing(r.Method), nil
 }
 
 // fail answers a request that got no response: 499 (logged at debug

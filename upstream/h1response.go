@@ -93,13 +93,13 @@ func (h *respHead) reusable(f framing) bool {
 // value; Transfer-Encoding is "chunked" alone and never comes with
 // Content-Length; at most limit bytes. Nothing of a refused head reaches
 // the client.
-func readResponseHead(br *bufio.Reader, buf []byte, limit int) (h respHead, out []byte, err error) {
-	h.length = -1
+func readResponseHead(br *bufio.Reader, h *respHead, buf []byte, limit int) (out []byte, err error) {
+	*h = respHead{length: -1}
 	if br.Buffered() == 0 {
 		// Wait for the first bytes as ReadSlice would, and end the same
 		// way when none come: io.EOF for a closed keep-alive connection.
 		if _, err := br.Peek(1); err != nil {
-			return h, buf[:0], err
+			return buf[:0], err
 		}
 	}
 	if n := br.Buffered(); n >= len("HTTP/1.1 200\r\n\r\n") {
@@ -108,28 +108,28 @@ func readResponseHead(br *bufio.Reader, buf []byte, limit int) (h respHead, out 
 		peek, _ := br.Peek(min(n, limit))
 		end, err := h.scanHead(peek)
 		if err != nil {
-			return h, buf[:0], err
+			return buf[:0], err
 		}
 		if end > 0 {
 			out = append(buf[:0], peek[:end]...)
 			h.read = end
 			_, _ = br.Discard(end)
-			return h, out, h.finish(out)
+			return out, h.finish(out)
 		}
-		h = respHead{length: -1} // not all here: line by line
+		*h = respHead{length: -1} // not all here: line by line
 	}
 	out = buf[:0]
 	for {
 		start := len(out)
 		out, err = readLine(br, out, &h.read, limit)
 		if err != nil {
-			return h, out, err
+			return out, err
 		}
 		if done, err := h.parseLine(out, start); err != nil || done {
 			if err != nil {
-				return h, out, err
+				return out, err
 			}
-			return h, out, h.finish(out)
+			return out, h.finish(out)
 		}
 	}
 }

@@ -30,7 +30,8 @@ func BenchmarkResponseHead(b *testing.B) {
 	for b.Loop() {
 		src.Reset(head)
 		br.Reset(src)
-		h, out, err := readResponseHead(br, scratch, maxResponseHeaderBytes)
+		var h respHead
+		out, err := readResponseHead(br, &h, scratch, maxResponseHeaderBytes)
 		if err != nil {
 			b.Fatal(err)
 		}

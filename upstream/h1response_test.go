@@ -252,8 +252,9 @@ func FuzzReadResponseHead(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// The head in one read (scanHead), and a byte at a time (line by
 		// line): the same verdict and the same head.
-		h, buf, err := readResponseHead(bufio.NewReaderSize(bytes.NewReader(data), 8192), nil, 4096)
-		slow, _, slowErr := readResponseHead(bufio.NewReader(iotest.OneByteReader(bytes.NewReader(data))), nil, 4096)
+		var h, slow respHead
+		buf, err := readResponseHead(bufio.NewReaderSize(bytes.NewReader(data), 8192), &h, nil, 4096)
+		_, slowErr := readResponseHead(bufio.NewReader(iotest.OneByteReader(bytes.NewReader(data))), &slow, nil, 4096)
 		if (err == nil) != (slowErr == nil) {
 			t.Fatalf("whole: %v, byte by byte: %v", err, slowErr)
 		}
