@@ -50,9 +50,13 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, addr string) error {
 	if !isToken(method) {
 		return errBadOutboundRequest
 	}
-	_, _ = bw.WriteString(method) // bufio errors are sticky; Flush reports them
-	_ = bw.WriteByte(' ')
-	if err := writeTarget(bw, method, r.URL); err != nil {
+	// The head is put together in the writer's free space and handed to
+	// it in one Write: one bufio call, not four per field. A head larger
+	// than the space is put together in a new array instead.
+	b := append(bw.AvailableBuffer(), method...)
+	b = append(b, ' ')
+	b, err := appendTarget(b, method, r.URL)
+	if err != nil {
 		return err
 	}
 	// The backend sees the Host the client asked for, not its own address:
@@ -64,9 +68,9 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, addr string) error {
 	if !validFieldValue(host) {
 		return errBadOutboundRequest
 	}
-	_, _ = bw.WriteString(" HTTP/1.1\r\nHost: ")
-	_, _ = bw.WriteString(host)
-	_, _ = bw.WriteString("\r\n")
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
 
 	connection := r.Header["Connection"]
 	for k, vs := range r.Header {
@@ -75,7 +79,7 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, addr string) error {
 		case fieldTE:
 			// "Te: trailers" is end-to-end in practice (gRPC needs it).
 			if hasToken(vs, "trailers") {
-				_, _ = bw.WriteString("Te: trailers\r\n")
+				b = append(b, "Te: trailers\r\n"...)
 			}
 			continue
 		default:
@@ -91,28 +95,28 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, addr string) error {
 			if !validFieldValue(v) {
 				return errBadOutboundRequest
 			}
-			_, _ = bw.WriteString(k)
-			_, _ = bw.WriteString(": ")
-			_, _ = bw.WriteString(v)
-			_, _ = bw.WriteString("\r\n")
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
 		}
 	}
 
 	// The values httputil.ProxyRequest.SetXForwarded wrote before, plus
 	// RFC 7239 Forwarded.
 	if ip, ok := clientHost(r.RemoteAddr); ok {
-		_, _ = bw.WriteString("X-Forwarded-For: ")
-		_, _ = bw.WriteString(ip)
-		_, _ = bw.WriteString("\r\n")
+		b = append(b, "X-Forwarded-For: "...)
+		b = append(b, ip...)
+		b = append(b, "\r\n"...)
 	}
-	_, _ = bw.WriteString("X-Forwarded-Host: ")
-	_, _ = bw.WriteString(r.Host)
+	b = append(b, "X-Forwarded-Host: "...)
+	b = append(b, r.Host...)
 	if r.TLS != nil {
-		_, _ = bw.WriteString("\r\nX-Forwarded-Proto: https\r\nForwarded: ")
+		b = append(b, "\r\nX-Forwarded-Proto: https\r\nForwarded: "...)
 	} else {
-		_, _ = bw.WriteString("\r\nX-Forwarded-Proto: http\r\nForwarded: ")
+		b = append(b, "\r\nX-Forwarded-Proto: http\r\nForwarded: "...)
 	}
-	b := appendForwarded(bw.AvailableBuffer(), r)
+	b = appendForwarded(b, r)
 	b = append(b, "\r\n"...)
 
 	switch {
@@ -129,15 +133,15 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, addr string) error {
 	default:
 		b = append(b, "\r\n"...)
 	}
-	_, _ = bw.Write(b)
+	_, _ = bw.Write(b) // bufio errors are sticky; Flush reports them
 	return nil
 }
 
-// writeTarget writes the request-target: r.URL's escaped path and query
+// appendTarget appends the request-target: u's escaped path and query
 // (what net/http's transport sends), or the authority for CONNECT.
-func writeTarget(bw *bufio.Writer, method string, u *url.URL) error {
+func appendTarget(b []byte, method string, u *url.URL) ([]byte, error) {
 	if u == nil {
-		return bw.WriteByte('/')
+		return append(b, '/'), nil
 	}
 	var path, query string
 	switch {
@@ -153,14 +157,14 @@ func writeTarget(bw *bufio.Writer, method string, u *url.URL) error {
 		query = u.RawQuery
 	}
 	if !validTarget(path) || !validTarget(query) {
-		return errBadOutboundRequest
+		return b, errBadOutboundRequest
 	}
-	_, _ = bw.WriteString(path)
+	b = append(b, path...)
 	if u.ForceQuery || query != "" {
-		_ = bw.WriteByte('?')
-		_, _ = bw.WriteString(query)
+		b = append(b, '?')
+		b = append(b, query...)
 	}
-	return nil
+	return b, nil
 }
 
 // validTarget reports whether s has no whitespace or control characters,

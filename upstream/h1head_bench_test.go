@@ -3,6 +3,8 @@ package upstream
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"io"
 	"net/http"
 	"testing"
 
@@ -38,6 +40,32 @@ func BenchmarkResponseHead(b *testing.B) {
 		scratch = out
 		if ok, _ := fillRaw(&rf, &h, h.framing(http.MethodGet)); !ok || rf.Len() != 8 {
 			b.Fatalf("fillRaw %v, %d lines", ok, rf.Len())
+		}
+	}
+}
+
+// BenchmarkRequestHead writes the head of a request as h2load sends it
+// (S4), with the forwarding fields the proxy adds.
+func BenchmarkRequestHead(b *testing.B) {
+	r, err := http.NewRequest(http.MethodGet, "https://127.0.0.1:8443/small", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.RemoteAddr = "127.0.0.1:50123"
+	r.TLS = &tls.ConnectionState{}
+	r.Header = http.Header{
+		"User-Agent":      {"h2load nghttp2/1.52.0"},
+		"Accept-Encoding": {"gzip, deflate"},
+		"X-Request-Id":    {"6eda2d64069f2f74-1"},
+	}
+	bw := bufio.NewWriterSize(io.Discard, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := writeRequestHead(bw, r, "127.0.0.1:9001"); err != nil {
+			b.Fatal(err)
+		}
+		if err := bw.Flush(); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
