@@ -32,8 +32,13 @@ func hasDEL(x uint64) bool {
 
 // ValidFieldValue reports whether v holds only what RFC 9110 (section
 // 5.5) allows in a field value: no control character but HTAB, no DEL.
-func ValidFieldValue[S string | []byte](v S) bool {
-	i := 0
+func ValidFieldValue[S string | []byte](v S) bool { return FieldValueEnd(v, 0) == len(v) }
+
+// FieldValueEnd returns the index of the first byte at or after i that a
+// field value may not hold (a control character but HTAB, or DEL), or
+// len(v): a head parser finds where a value ends, its CR, and checks the
+// value in one pass.
+func FieldValueEnd[S string | []byte](v S, i int) int {
 	for ; i+8 <= len(v); i += 8 {
 		if x := load8(v[i:]); below20(x) || hasDEL(x) {
 			break
@@ -41,24 +46,6 @@ func ValidFieldValue[S string | []byte](v S) bool {
 	}
 	for ; i < len(v); i++ {
 		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// FieldValueEnd returns the index of the first byte at or after i that a
-// field value may not hold (a control character but HTAB, or DEL), or
-// len(b): a head parser finds where a value ends, its CR, and checks the
-// value in one pass.
-func FieldValueEnd(b []byte, i int) int {
-	for ; i+8 <= len(b); i += 8 {
-		if x := load8(b[i:]); below20(x) || hasDEL(x) {
-			break
-		}
-	}
-	for ; i < len(b); i++ {
-		if c := b[i]; c < ' ' && c != '\t' || c == 0x7f {
 			return i
 		}
 	}
