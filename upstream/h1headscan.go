@@ -8,15 +8,16 @@ import (
 
 // A response head that came in whole, as nearly every one does, is checked
 // in one pass over its bytes: each field line's name, colon, value and CRLF
-// in one loop, and where its parts lie is kept (respHead.marks) so that
-// fillRaw need not look for them again. The line-by-line reader in
-// readResponseHead remains for heads split across reads; both apply the
-// same rules (FuzzReadResponseHead compares them). Before, each line was
-// searched four times over, by calls to IndexByte and bytes.Index that
-// cost more than the short lines they searched.
+// in one loop. The line-by-line reader in readResponseHead remains for heads
+// split across reads; both apply the same rules (FuzzReadResponseHead
+// compares them), and both keep where each line's parts lie
+// (respHead.marks), so that fillRaw need not look for them again. Before,
+// each line was searched four times over, by calls to IndexByte and
+// bytes.Index that cost more than the short lines they searched.
 
-// maxMarks bounds the field lines whose places a head keeps.
-const maxMarks = 16
+// maxMarks bounds the field lines whose places a head keeps: as many as a
+// head sent raw may have.
+const maxMarks = httpsyntax.MaxRawLines
 
 // fieldMark is one field line of respHead.block: the line starts where
 // the one before ended, plus its CRLF.
@@ -37,9 +38,7 @@ func (h *respHead) scanHead(b []byte) (int, error) {
 	if _, err := h.parseLine(b[:nl+1], 0); err != nil {
 		return 0, err
 	}
-	base := h.statusEnd
-	h.marked = true
-	for i := base; ; {
+	for i := h.statusEnd; ; {
 		if i+1 >= len(b) {
 			return 0, nil
 		}
@@ -50,17 +49,9 @@ func (h *respHead) scanHead(b []byte) (int, error) {
 		if err != nil || end == 0 {
 			return 0, err
 		}
-		name := b[i:colon]
-		kind := classifyField(name)
-		if err := h.noteField(name, httpsyntax.TrimOWS(b[colon+1:end]), kind); err != nil {
+		if err := h.addField(b[i:colon], httpsyntax.TrimOWS(b[colon+1:end]), colon, end); err != nil {
 			return 0, err
 		}
-		if h.fields < maxMarks {
-			h.marks[h.fields] = fieldMark{colon: int32(colon - base), end: int32(end - base), kind: kind}
-		} else {
-			h.marked = false
-		}
-		h.fields++
 		i = end + 2
 	}
 }
@@ -91,4 +82,19 @@ func scanField(b []byte, start int) (colon, end int, err error) {
 		return 0, 0, errBareCR
 	}
 	return colon, end, nil
+}
+
+// addField records a checked field line: what it says about framing and
+// the connection, and where it lies (colon and end are offsets in the
+// head, whose block starts at h.statusEnd).
+func (h *respHead) addField(name, value []byte, colon, end int) error {
+	kind := classifyField(name)
+	if err := h.noteField(name, value, kind); err != nil {
+		return err
+	}
+	if h.fields < maxMarks {
+		h.marks[h.fields] = fieldMark{colon: int32(colon - h.statusEnd), end: int32(end - h.statusEnd), kind: kind}
+	}
+	h.fields++
+	return nil
 }

@@ -41,11 +41,10 @@ type respHead struct {
 	connList  bool  // Connection names other fields, to be dropped
 	fields    int   // number of field lines
 	statusEnd int   // where the status line ends; 0 until it is read
-	// marks are where the field lines of block lie, when scanHead read
-	// the head and there were at most maxMarks of them (marked).
-	marks  [maxMarks]fieldMark
-	marked bool
-	read   int // bytes consumed from the connection
+	// marks are where the field lines of block lie: the first maxMarks
+	// of them.
+	marks [maxMarks]fieldMark
+	read  int // bytes consumed from the connection
 	// block is the field lines, each ending in CRLF, without the status
 	// line and the final empty line. It aliases the caller's buffer.
 	block []byte
@@ -156,11 +155,11 @@ func (h *respHead) parseLine(head []byte, start int) (done bool, err error) {
 	if len(line) == 0 {
 		return true, nil
 	}
-	if err := h.parseField(line); err != nil {
+	name, value, err := splitField(line)
+	if err != nil {
 		return false, err
 	}
-	h.fields++
-	return false, nil
+	return false, h.addField(name, value, start+len(name), start+len(line))
 }
 
 // finish checks what only the whole head can tell, and sets h.block.
@@ -226,16 +225,6 @@ func (h *respHead) parseStatusLine(s []byte) error {
 		return errStatusLine
 	}
 	return nil
-}
-
-// parseField checks one field line and records what it says about framing
-// and the connection.
-func (h *respHead) parseField(line []byte) error {
-	name, value, err := splitField(line)
-	if err != nil {
-		return err
-	}
-	return h.noteField(name, value, classifyField(name))
 }
 
 // noteField records what a checked field line says about framing and the
@@ -422,20 +411,11 @@ func fillRaw(rf *httpsyntax.RawFields, h *respHead, f framing) (ok, eventStream 
 	}
 	rf.Reset(h.block, h.length)
 	b, start, lengths := h.block, 0, 0
-	for i := 0; start < len(b); i++ {
-		var end, colon int
-		var kind fieldKind
-		if h.marked {
-			m := h.marks[i]
-			colon, end, kind = int(m.colon), int(m.end), m.kind
-		} else {
-			end = start + bytes.Index(b[start:], crlf)
-			colon = start + bytes.IndexByte(b[start:end], ':')
-			kind = classifyField(b[start:colon])
-		}
+	for _, m := range h.marks[:h.fields] {
+		colon, end := int(m.colon), int(m.end)
 		rf.AddLine(start, colon, end)
 		name := b[start:colon]
-		switch kind {
+		switch m.kind {
 		case fieldContentLength:
 			lengths++
 			if v := rf.Value(rf.Len() - 1); lengths > 1 || bytes.IndexByte(v, ',') >= 0 {
@@ -454,8 +434,6 @@ func fillRaw(rf *httpsyntax.RawFields, h *respHead, f framing) (ok, eventStream 
 	}
 	return true, eventStream
 }
-
-var crlf = []byte("\r\n")
 
 // connectionValues collects the values of the Connection fields of a
 // validated block (rare: only when Connection names other fields).
